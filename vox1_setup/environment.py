@@ -1,0 +1,410 @@
+"""The `Environment` value: everything later steps need to know about a machine and its target Python.
+
+Pure: building, loading and dumping the public `vox1-env/1` document and deriving wheel tags. Gathering the
+facts (probe, NVML, nvidia-smi, psutil) lives in `vox1_setup.probe`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging import tags as ptags
+
+from vox1_setup.errors import BadInputError
+
+ENV_SCHEMA = "vox1-env/1"
+
+KNOWN_OS = ("linux", "windows", "darwin")
+
+
+@dataclass(frozen=True)
+class PythonInfo:
+    version: str  # "3.10.11"
+    implementation: str = "cpython"
+    gil_disabled: bool = False
+    executable: str | None = None
+    tags: tuple[str, ...] | None = None  # most preferred first
+    soabi: str | None = None
+    site_packages: str | None = None
+
+    @property
+    def major_minor(self) -> tuple[int, int]:
+        parts = self.version.split(".")
+        return int(parts[0]), int(parts[1])
+
+
+@dataclass(frozen=True)
+class TorchDevice:
+    index: int
+    name: str
+    capability: str  # "8.9"
+
+
+@dataclass(frozen=True)
+class TorchInfo:
+    """torch as seen by the target interpreter. `version` is None when torch is present but fails to import."""
+
+    version: str | None  # "2.7.1+cu128"
+    cuda: str | None = None  # torch.version.cuda ("12.8"), None on CPU/ROCm builds
+    hip: str | None = None  # torch.version.hip, set on ROCm builds
+    cxx11abi: bool | None = None  # effective torch._C._GLIBCXX_USE_CXX11_ABI
+    cuda_available: bool | None = None
+    device_count: int | None = None
+    devices: tuple[TorchDevice, ...] = ()
+    arch_list: tuple[str, ...] | None = None  # torch.cuda.get_arch_list()
+    import_error: str | None = None
+    location: str | None = None
+
+    @property
+    def importable(self) -> bool:
+        return self.import_error is None and self.version is not None
+
+    @property
+    def major_minor(self) -> tuple[int, int] | None:
+        if not self.version:
+            return None
+        m = re.match(r"(\d+)\.(\d+)", self.version)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+    @property
+    def cuda_major(self) -> int | None:
+        if not self.cuda:
+            return None
+        return int(self.cuda.split(".")[0])
+
+    @property
+    def build(self) -> str:
+        """'cuda', 'rocm', 'cpu' or 'unknown' (torch present but not importable)."""
+        if not self.importable:
+            return "unknown"
+        if self.hip:
+            return "rocm"
+        if self.cuda:
+            return "cuda"
+        return "cpu"
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    version: str  # "576.02" / "550.144.03"
+    cuda: str | None = None  # max CUDA the driver supports ("12.9")
+    source: str | None = None  # "nvml" | "nvidia-smi" | "proc" | "file"
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    compute_capability: str | None = None  # "8.9"
+    memory_total_mib: int | None = None
+    memory_free_mib: int | None = None
+    uuid: str | None = None
+    source: str | None = None  # where the values came from; "nvidia-smi+name-table" when cc was mapped
+
+    @property
+    def capability_tuple(self) -> tuple[int, int] | None:
+        if not self.compute_capability:
+            return None
+        major, _, minor = self.compute_capability.partition(".")
+        return int(major), int(minor or 0)
+
+
+@dataclass(frozen=True)
+class FlashAttnInfo:
+    version: str
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    os: str  # "linux" | "windows" | "darwin"
+    machine: str  # normalised: "x86_64", "aarch64", "amd64", "arm64"
+    python: PythonInfo
+    glibc: str | None = None
+    torch: TorchInfo | None = None
+    driver: DriverInfo | None = None
+    gpus: tuple[GpuInfo, ...] = ()
+    flash_attn: FlashAttnInfo | None = None
+    host: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)  # fact -> where it came from
+
+    @property
+    def wheel_tags(self) -> tuple[str, ...]:
+        """The target's compatible tags, most preferred first: probed ones win, else derived."""
+        if self.python.tags:
+            return self.python.tags
+        return derive_tags(self.os, self.machine, self.glibc, self.python)
+
+    @property
+    def glibc_tuple(self) -> tuple[int, int] | None:
+        return _version_tuple2(self.glibc)
+
+
+def _version_tuple2(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    m = re.match(r"(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tags (pure): the same answer packaging.tags.sys_tags() gives inside the target, computed from its facts.
+
+
+def platform_tags(os_name: str, machine: str, glibc: str | None, mac_version: str | None = None) -> list[str]:
+    """Platform tags in preference order, as pip computes them for that OS/arch/glibc."""
+    arch = machine.lower()
+    if os_name == "windows":
+        return {"amd64": ["win_amd64"], "x86_64": ["win_amd64"], "arm64": ["win_arm64"],
+                "aarch64": ["win_arm64"], "x86": ["win32"], "i686": ["win32"]}.get(arch, [f"win_{arch}"])
+    if os_name == "darwin":
+        mac = _version_tuple2(mac_version) or (11, 0)
+        mac_arch = "arm64" if arch in ("arm64", "aarch64") else "x86_64"
+        return list(ptags.mac_platforms(mac, mac_arch))
+    if arch == "amd64":
+        arch = "x86_64"
+    if arch == "arm64":
+        arch = "aarch64"
+    out: list[str] = []
+    gl = _version_tuple2(glibc)
+    if gl is not None and gl[0] == 2:
+        # Mirrors packaging/_manylinux.py: every glibc minor down to the oldest manylinux for the arch,
+        # with the legacy aliases at the minors they stand for.
+        oldest = 4 if arch in ("x86_64", "i686") else 16
+        legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+        for minor in range(gl[1], oldest, -1):
+            out.append(f"manylinux_2_{minor}_{arch}")
+            alias = legacy.get((2, minor))
+            if alias and ((alias != "manylinux2010" and alias != "manylinux1") or arch in ("x86_64", "i686")):
+                out.append(f"{alias}_{arch}")
+    out.append(f"linux_{arch}")
+    return out
+
+
+def derive_tags(os_name: str, machine: str, glibc: str | None, python: PythonInfo,
+                mac_version: str | None = None) -> tuple[str, ...]:
+    """Compatible wheel tags for a target from its facts alone (no running interpreter needed)."""
+    major, minor = python.major_minor
+    platforms = platform_tags(os_name, machine, glibc, mac_version)
+    if python.implementation != "cpython":
+        interp = {"pypy": "pp", "graalpy": "gp"}.get(python.implementation, python.implementation[:2])
+        generic = list(ptags.generic_tags(f"{interp}{major}{minor}", None, platforms))
+        compat = list(ptags.compatible_tags((major, minor), f"{interp}{major}{minor}", platforms))
+        return tuple(dict.fromkeys(str(t) for t in generic + compat))
+    abi = f"cp{major}{minor}{'t' if python.gil_disabled else ''}"
+    cp = list(ptags.cpython_tags((major, minor), [abi], platforms))
+    compat = list(ptags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
+    return tuple(dict.fromkeys(str(t) for t in cp + compat))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# vox1-env/1 documents
+
+
+def _opt(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = d.get(key)
+    if value is None:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise BadInputError(f"{where}.{key}: expected {names}, got {json.dumps(value)}")
+    return value
+
+
+def _req(d: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in d or d[key] is None:
+        raise BadInputError(f"{where}.{key}: required field is missing")
+    return _opt(d, key, kind, where)
+
+
+def _obj(d: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None:
+    value = d.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadInputError(f"{where}.{key}: expected an object, got {json.dumps(value)}")
+    return value
+
+
+def _str_or_num(d: Mapping[str, Any], key: str, where: str) -> str | None:
+    """Versions are strings, but a hand-written 12.8 (a JSON number) is accepted."""
+    value = d.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise BadInputError(f"{where}.{key}: expected a version string, got {json.dumps(value)}")
+    return str(value)
+
+
+_CC_RE = re.compile(r"^\d+\.\d+$")
+
+
+def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
+    """Validate a `vox1-env/1` document. Only os, machine, python.version (plus torch/gpus/driver when known)
+    are required; everything missing is 'unknown'. Errors name the offending field."""
+    if not isinstance(doc, dict):
+        raise BadInputError("environment document: expected a JSON object")
+    schema = doc.get("schema", ENV_SCHEMA)
+    if schema != ENV_SCHEMA:
+        raise BadInputError(f"schema: expected {ENV_SCHEMA!r}, got {schema!r}")
+    os_name = str(_req(doc, "os", str, "env")).lower()
+    if os_name not in KNOWN_OS:
+        raise BadInputError(f"env.os: expected one of {', '.join(KNOWN_OS)}, got {os_name!r}")
+    machine = str(_req(doc, "machine", str, "env")).lower()
+    glibc = _str_or_num(doc, "glibc", "env")
+
+    py = _obj(doc, "python", "env")
+    if py is None:
+        raise BadInputError("env.python: required field is missing")
+    version = _str_or_num(py, "version", "env.python")
+    if not version or not re.match(r"^\d+\.\d+(\.\d+)?", version):
+        raise BadInputError(f"env.python.version: expected a version like '3.11.9', got {version!r}")
+    tags = _opt(py, "tags", list, "env.python")
+    if tags is not None and not all(isinstance(t, str) for t in tags):
+        raise BadInputError("env.python.tags: expected a list of strings")
+    python = PythonInfo(
+        version=version,
+        implementation=str(_opt(py, "implementation", str, "env.python") or "cpython").lower(),
+        gil_disabled=bool(_opt(py, "gil_disabled", bool, "env.python") or False),
+        executable=_opt(py, "executable", str, "env.python"),
+        tags=tuple(tags) if tags else None,
+        soabi=_opt(py, "soabi", str, "env.python"),
+        site_packages=_opt(py, "site_packages", str, "env.python"),
+    )
+
+    torch = None
+    t = _obj(doc, "torch", "env")
+    if t is not None:
+        devices = []
+        for i, dev in enumerate(_opt(t, "devices", list, "env.torch") or []):
+            if not isinstance(dev, dict):
+                raise BadInputError(f"env.torch.devices[{i}]: expected an object")
+            cap = _str_or_num(dev, "capability", f"env.torch.devices[{i}]") or ""
+            devices.append(TorchDevice(index=int(dev.get("index", i)), name=str(dev.get("name", "")),
+                                       capability=cap))
+        arch = _opt(t, "arch_list", list, "env.torch")
+        torch = TorchInfo(
+            version=_str_or_num(t, "version", "env.torch"),
+            cuda=_str_or_num(t, "cuda", "env.torch"),
+            hip=_str_or_num(t, "hip", "env.torch"),
+            cxx11abi=_opt(t, "cxx11abi", bool, "env.torch"),
+            cuda_available=_opt(t, "cuda_available", bool, "env.torch"),
+            device_count=_opt(t, "device_count", int, "env.torch"),
+            devices=tuple(devices),
+            arch_list=tuple(str(a) for a in arch) if arch is not None else None,
+            import_error=_opt(t, "import_error", str, "env.torch"),
+            location=_opt(t, "location", str, "env.torch"),
+        )
+        if torch.version is None and torch.import_error is None:
+            raise BadInputError("env.torch.version: required when torch is given (use null for 'no torch')")
+
+    driver = None
+    d = _obj(doc, "driver", "env")
+    if d is not None:
+        dv = _str_or_num(d, "version", "env.driver")
+        if not dv:
+            raise BadInputError("env.driver.version: required when driver is given")
+        driver = DriverInfo(version=dv, cuda=_str_or_num(d, "cuda", "env.driver"),
+                            source=_opt(d, "source", str, "env.driver"))
+
+    gpus = []
+    for i, g in enumerate(_opt(doc, "gpus", list, "env") or []):
+        where = f"env.gpus[{i}]"
+        if not isinstance(g, dict):
+            raise BadInputError(f"{where}: expected an object")
+        cc = _str_or_num(g, "compute_capability", where)
+        if cc is not None and not _CC_RE.match(cc):
+            raise BadInputError(f"{where}.compute_capability: expected 'major.minor' like '8.9', got {cc!r}")
+        gpus.append(GpuInfo(
+            index=int(_opt(g, "index", int, where) if g.get("index") is not None else i),
+            name=str(_opt(g, "name", str, where) or "unknown GPU"),
+            compute_capability=cc,
+            memory_total_mib=_opt(g, "memory_total_mib", int, where),
+            memory_free_mib=_opt(g, "memory_free_mib", int, where),
+            uuid=_opt(g, "uuid", str, where),
+            source=_opt(g, "source", str, where),
+        ))
+
+    fa = None
+    f = _obj(doc, "flash_attn", "env")
+    if f is not None:
+        fv = _str_or_num(f, "version", "env.flash_attn")
+        if not fv:
+            raise BadInputError("env.flash_attn.version: required when flash_attn is given")
+        fa = FlashAttnInfo(version=fv, location=_opt(f, "location", str, "env.flash_attn"))
+
+    host = _obj(doc, "host", "env") or {}
+    sources = _obj(doc, "sources", "env") or {}
+    return Environment(os=os_name, machine=machine, glibc=glibc, python=python, torch=torch, driver=driver,
+                       gpus=tuple(gpus), flash_attn=fa, host=dict(host),
+                       sources={str(k): str(v) for k, v in sources.items()})
+
+
+def environment_to_dict(env: Environment) -> dict[str, Any]:
+    """The `vox1-env/1` document (always with derived tags, so a reader need not recompute them)."""
+    t = env.torch
+    return {
+        "schema": ENV_SCHEMA,
+        "os": env.os,
+        "machine": env.machine,
+        "glibc": env.glibc,
+        "python": {
+            "version": env.python.version,
+            "implementation": env.python.implementation,
+            "gil_disabled": env.python.gil_disabled,
+            "executable": env.python.executable,
+            "tags": list(env.wheel_tags),
+            "soabi": env.python.soabi,
+            "site_packages": env.python.site_packages,
+        },
+        "torch": None if t is None else {
+            "version": t.version,
+            "cuda": t.cuda,
+            "hip": t.hip,
+            "cxx11abi": t.cxx11abi,
+            "cuda_available": t.cuda_available,
+            "device_count": t.device_count,
+            "devices": [{"index": d.index, "name": d.name, "capability": d.capability} for d in t.devices],
+            "arch_list": list(t.arch_list) if t.arch_list is not None else None,
+            "import_error": t.import_error,
+            "location": t.location,
+        },
+        "driver": None if env.driver is None else {
+            "version": env.driver.version, "cuda": env.driver.cuda, "source": env.driver.source,
+        },
+        "gpus": [
+            {"index": g.index, "name": g.name, "compute_capability": g.compute_capability,
+             "memory_total_mib": g.memory_total_mib, "memory_free_mib": g.memory_free_mib,
+             "uuid": g.uuid, "source": g.source}
+            for g in env.gpus
+        ],
+        "flash_attn": None if env.flash_attn is None else {
+            "version": env.flash_attn.version, "location": env.flash_attn.location,
+        },
+        "host": dict(env.host),
+        "sources": dict(env.sources),
+    }
+
+
+def load_environment_file(path: str | Path) -> Environment:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")  # files saved by Windows Notepad carry a BOM
+    except OSError as exc:
+        raise BadInputError(f"cannot read environment file {p}: {exc.strerror or exc}") from exc
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                            "produce it with `vox1-setup detect --json > env.json`") from exc
+    try:
+        return environment_from_dict(doc)
+    except BadInputError as exc:
+        raise BadInputError(f"{p}: {exc.message}", exc.hint or "see docs/env-schema.md") from exc
