@@ -1,0 +1,1 @@
+"""Domain knowledge as data tables, each with a comment naming its source (FIELD-NOTES.md)."""
