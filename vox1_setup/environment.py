@@ -31,6 +31,8 @@ class PythonInfo:
     tags: tuple[str, ...] | None = None  # most preferred first
     soabi: str | None = None
     site_packages: str | None = None
+    debug: bool = False  # a debug build (ABI flag "d")
+    platform: str | None = None  # sysconfig.get_platform() of the target: "linux-x86_64", "win-amd64", "win32"
 
     @property
     def major_minor(self) -> tuple[int, int]:
@@ -59,6 +61,7 @@ class TorchInfo:
     arch_list: tuple[str, ...] | None = None  # torch.cuda.get_arch_list()
     import_error: str | None = None
     location: str | None = None
+    warnings: tuple[str, ...] = ()  # what torch warned while importing / initialising CUDA ("driver too old")
 
     @property
     def importable(self) -> bool:
@@ -132,6 +135,7 @@ class Environment:
     flash_attn: FlashAttnInfo | None = None
     host: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)  # fact -> where it came from
+    packages: Mapping[str, str] = field(default_factory=dict)  # distribution -> installed version in the target
 
     @property
     def wheel_tags(self) -> tuple[str, ...]:
@@ -156,48 +160,82 @@ def _version_tuple2(text: str | None) -> tuple[int, int] | None:
 # Tags (pure): the same answer packaging.tags.sys_tags() gives inside the target, computed from its facts.
 
 
-def platform_tags(os_name: str, machine: str, glibc: str | None, mac_version: str | None = None) -> list[str]:
-    """Platform tags in preference order, as pip computes them for that OS/arch/glibc."""
+def platform_tags(os_name: str, machine: str, glibc: str | None, mac_version: str | None = None, *,
+                  musl: str | None = None, is_32bit: bool = False) -> list[str]:
+    """Platform tags in preference order, as packaging.tags computes them inside such an interpreter.
+
+    Mirrors packaging ≥ 26.3 (`_linux_platforms`, `_manylinux.platform_tags`, `_musllinux.platform_tags`):
+    the native `linux_<arch>` tag first, then every manylinux glibc minor down to the oldest one for the
+    arch (legacy aliases right after the minor they stand for), then musllinux. A 32-bit interpreter on a
+    64-bit kernel gets the 32-bit arch, as pip does."""
     arch = machine.lower()
     if os_name == "windows":
+        if is_32bit and arch in ("amd64", "x86_64", "x86", "i686"):
+            return ["win32"]
         return {"amd64": ["win_amd64"], "x86_64": ["win_amd64"], "arm64": ["win_arm64"],
                 "aarch64": ["win_arm64"], "x86": ["win32"], "i686": ["win32"]}.get(arch, [f"win_{arch}"])
     if os_name == "darwin":
         mac = _version_tuple2(mac_version) or (11, 0)
         mac_arch = "arm64" if arch in ("arm64", "aarch64") else "x86_64"
         return list(ptags.mac_platforms(mac, mac_arch))
-    if arch == "amd64":
-        arch = "x86_64"
-    if arch == "arm64":
-        arch = "aarch64"
-    out: list[str] = []
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+    if is_32bit:
+        arch = {"x86_64": "i686", "aarch64": "armv8l"}.get(arch, arch)
+    archs = {"armv8l": ["armv8l", "armv7l"]}.get(arch, [arch])
+    out = [f"linux_{a}" for a in archs]
     gl = _version_tuple2(glibc)
     if gl is not None and gl[0] == 2:
-        # Mirrors packaging/_manylinux.py: every glibc minor down to the oldest manylinux for the arch,
-        # with the legacy aliases at the minors they stand for.
-        oldest = 4 if arch in ("x86_64", "i686") else 16
-        legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
-        for minor in range(gl[1], oldest, -1):
-            out.append(f"manylinux_2_{minor}_{arch}")
-            alias = legacy.get((2, minor))
-            if alias and ((alias != "manylinux2010" and alias != "manylinux1") or arch in ("x86_64", "i686")):
-                out.append(f"{alias}_{arch}")
-    out.append(f"linux_{arch}")
+        oldest = 4 if set(archs) & {"x86_64", "i686"} else 16
+        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+        for a in archs:
+            for minor in range(gl[1], oldest, -1):
+                out.append(f"manylinux_2_{minor}_{a}")
+                if minor in legacy:
+                    out.append(f"{legacy[minor]}_{a}")
+    ml = _version_tuple2(musl)
+    if ml is not None:
+        for a in archs:
+            out.extend(f"musllinux_{ml[0]}_{minor}_{a}" for minor in range(ml[1], -1, -1))
     return out
 
 
+def cpython_abis(version: tuple[int, int], *, gil_disabled: bool = False, debug: bool = False,
+                 pymalloc: bool = False) -> list[str]:
+    """The interpreter's own ABI tags (packaging.tags._cpython_abis from facts instead of sysconfig)."""
+    nodot = f"{version[0]}{version[1]}"
+    threading = "t" if gil_disabled and version >= (3, 13) else ""
+    flags = threading + ("d" if debug else "") + ("m" if pymalloc and version < (3, 8) else "")
+    abis = [f"cp{nodot}{flags}"]
+    if debug and version >= (3, 8):
+        abis.append(f"cp{nodot}{threading}")
+    return abis
+
+
+def generic_abis(soabi: str | None) -> list[str]:
+    """ABI tag of a non-CPython interpreter from its SOABI, as packaging.tags._generic_abi derives it:
+    'pypy310-pp73-x86_64-linux-gnu' → 'pypy310_pp73', 'graalpy-38-native-...' → 'graalpy_38_native'."""
+    if not soabi:
+        return []
+    parts = soabi.split("-")
+    keep = 2 if soabi.startswith("pypy") else 3 if soabi.startswith("graalpy") else len(parts)
+    return [re.sub(r"[^a-z0-9]+", "_", "-".join(parts[:keep]).lower())]
+
+
 def derive_tags(os_name: str, machine: str, glibc: str | None, python: PythonInfo,
-                mac_version: str | None = None) -> tuple[str, ...]:
-    """Compatible wheel tags for a target from its facts alone (no running interpreter needed)."""
+                mac_version: str | None = None, *, musl: str | None = None, is_32bit: bool = False,
+                pymalloc: bool = False) -> tuple[str, ...]:
+    """Compatible wheel tags for a target from its facts alone (no running interpreter needed), in the
+    order packaging.tags.sys_tags() yields them inside that interpreter."""
     major, minor = python.major_minor
-    platforms = platform_tags(os_name, machine, glibc, mac_version)
+    platforms = platform_tags(os_name, machine, glibc, mac_version, musl=musl, is_32bit=is_32bit)
     if python.implementation != "cpython":
         interp = {"pypy": "pp", "graalpy": "gp"}.get(python.implementation, python.implementation[:2])
-        generic = list(ptags.generic_tags(f"{interp}{major}{minor}", None, platforms))
-        compat = list(ptags.compatible_tags((major, minor), f"{interp}{major}{minor}", platforms))
+        # Explicit ABIs: left to packaging, generic_tags() would read the *running* interpreter's EXT_SUFFIX.
+        generic = list(ptags.generic_tags(f"{interp}{major}{minor}", generic_abis(python.soabi), platforms))
+        compat = list(ptags.compatible_tags((major, minor), "pp3" if interp == "pp" else None, platforms))
         return tuple(dict.fromkeys(str(t) for t in generic + compat))
-    abi = f"cp{major}{minor}{'t' if python.gil_disabled else ''}"
-    cp = list(ptags.cpython_tags((major, minor), [abi], platforms))
+    abis = cpython_abis((major, minor), gil_disabled=python.gil_disabled, debug=python.debug, pymalloc=pymalloc)
+    cp = list(ptags.cpython_tags((major, minor), abis, platforms))
     compat = list(ptags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
     return tuple(dict.fromkeys(str(t) for t in cp + compat))
 
@@ -245,6 +283,30 @@ def _str_or_num(d: Mapping[str, Any], key: str, where: str) -> str | None:
 
 _CC_RE = re.compile(r"^\d+\.\d+$")
 
+# Spellings people use for the same architecture, per OS, mapped to what `detect` writes.
+_MACHINE_ALIASES = {
+    "windows": {"x64": "amd64", "x86_64": "amd64", "win_amd64": "amd64", "aarch64": "arm64", "win32": "x86",
+                "i686": "x86", "i386": "x86"},
+    "linux": {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "i386": "i686"},
+    "darwin": {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"},
+}
+
+
+def normalize_machine(os_name: str, machine: str) -> str:
+    """'AMD64'/'x64' on Windows → 'amd64'; 'arm64' on Linux → 'aarch64' (what `detect` reports)."""
+    value = machine.strip().lower()
+    return _MACHINE_ALIASES.get(os_name, {}).get(value, value)
+
+
+def _abi_flag(d: Mapping[str, Any], where: str) -> bool | None:
+    """The C++11 ABI as true/false; a hand-written 0/1 (torch._C._GLIBCXX_USE_CXX11_ABI prints that) is accepted."""
+    value = d.get("cxx11abi")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise BadInputError(f"{where}.cxx11abi: expected true/false, got {json.dumps(value)}")
+
 
 def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
     """Validate a `vox1-env/1` document. Only os, machine, python.version (plus torch/gpus/driver when known)
@@ -257,7 +319,7 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
     os_name = str(_req(doc, "os", str, "env")).lower()
     if os_name not in KNOWN_OS:
         raise BadInputError(f"env.os: expected one of {', '.join(KNOWN_OS)}, got {os_name!r}")
-    machine = str(_req(doc, "machine", str, "env")).lower()
+    machine = normalize_machine(os_name, str(_req(doc, "machine", str, "env")))
     glibc = _str_or_num(doc, "glibc", "env")
 
     py = _obj(doc, "python", "env")
@@ -277,6 +339,8 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
         tags=tuple(tags) if tags else None,
         soabi=_opt(py, "soabi", str, "env.python"),
         site_packages=_opt(py, "site_packages", str, "env.python"),
+        debug=bool(_opt(py, "debug", bool, "env.python") or False),
+        platform=_opt(py, "platform", str, "env.python"),
     )
 
     torch = None
@@ -294,13 +358,14 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
             version=_str_or_num(t, "version", "env.torch"),
             cuda=_str_or_num(t, "cuda", "env.torch"),
             hip=_str_or_num(t, "hip", "env.torch"),
-            cxx11abi=_opt(t, "cxx11abi", bool, "env.torch"),
+            cxx11abi=_abi_flag(t, "env.torch"),
             cuda_available=_opt(t, "cuda_available", bool, "env.torch"),
             device_count=_opt(t, "device_count", int, "env.torch"),
             devices=tuple(devices),
             arch_list=tuple(str(a) for a in arch) if arch is not None else None,
             import_error=_opt(t, "import_error", str, "env.torch"),
             location=_opt(t, "location", str, "env.torch"),
+            warnings=tuple(str(w) for w in _opt(t, "warnings", list, "env.torch") or ()),
         )
         if torch.version is None and torch.import_error is None:
             raise BadInputError("env.torch.version: required when torch is given (use null for 'no torch')")
@@ -322,6 +387,14 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
         cc = _str_or_num(g, "compute_capability", where)
         if cc is not None and not _CC_RE.match(cc):
             raise BadInputError(f"{where}.compute_capability: expected 'major.minor' like '8.9', got {cc!r}")
+        gpu_source = _opt(g, "source", str, where)
+        if cc is None and isinstance(g.get("name"), str):
+            # A hand-written file may give only the model name: the table knows most models.
+            from vox1_setup.knowledge.gpus import capability_for_name
+
+            cc = capability_for_name(g["name"])
+            if cc is not None:
+                gpu_source = f"{gpu_source or 'file'}+name-table"
         gpus.append(GpuInfo(
             index=int(_opt(g, "index", int, where) if g.get("index") is not None else i),
             name=str(_opt(g, "name", str, where) or "unknown GPU"),
@@ -329,7 +402,7 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
             memory_total_mib=_opt(g, "memory_total_mib", int, where),
             memory_free_mib=_opt(g, "memory_free_mib", int, where),
             uuid=_opt(g, "uuid", str, where),
-            source=_opt(g, "source", str, where),
+            source=gpu_source,
         ))
 
     fa = None
@@ -342,9 +415,14 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
 
     host = _obj(doc, "host", "env") or {}
     sources = _obj(doc, "sources", "env") or {}
+    packages = _obj(doc, "packages", "env") or {}
+    for name, version in packages.items():
+        if not isinstance(version, str):
+            raise BadInputError(f"env.packages.{name}: expected a version string, got {json.dumps(version)}")
     return Environment(os=os_name, machine=machine, glibc=glibc, python=python, torch=torch, driver=driver,
                        gpus=tuple(gpus), flash_attn=fa, host=dict(host),
-                       sources={str(k): str(v) for k, v in sources.items()})
+                       sources={str(k): str(v) for k, v in sources.items()},
+                       packages={str(k): v for k, v in packages.items()})
 
 
 def environment_to_dict(env: Environment) -> dict[str, Any]:
@@ -363,6 +441,8 @@ def environment_to_dict(env: Environment) -> dict[str, Any]:
             "tags": list(env.wheel_tags),
             "soabi": env.python.soabi,
             "site_packages": env.python.site_packages,
+            "debug": env.python.debug,
+            "platform": env.python.platform,
         },
         "torch": None if t is None else {
             "version": t.version,
@@ -375,6 +455,7 @@ def environment_to_dict(env: Environment) -> dict[str, Any]:
             "arch_list": list(t.arch_list) if t.arch_list is not None else None,
             "import_error": t.import_error,
             "location": t.location,
+            "warnings": list(t.warnings),
         },
         "driver": None if env.driver is None else {
             "version": env.driver.version, "cuda": env.driver.cuda, "source": env.driver.source,
@@ -388,17 +469,31 @@ def environment_to_dict(env: Environment) -> dict[str, Any]:
         "flash_attn": None if env.flash_attn is None else {
             "version": env.flash_attn.version, "location": env.flash_attn.location,
         },
+        "packages": dict(env.packages),
         "host": dict(env.host),
         "sources": dict(env.sources),
     }
 
 
+def decode_text(data: bytes) -> str:
+    """UTF-8 with or without BOM (Notepad), or UTF-16 with BOM: what Windows PowerShell 5 writes for
+    `vox1-setup detect --json > env.json`."""
+    import codecs
+
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    return data.decode("utf-8-sig")
+
+
 def load_environment_file(path: str | Path) -> Environment:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")  # files saved by Windows Notepad carry a BOM
+        text = decode_text(p.read_bytes())
     except OSError as exc:
         raise BadInputError(f"cannot read environment file {p}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{p}: not UTF-8 or UTF-16 text ({exc.reason} at byte {exc.start})",
+                            "produce it with `vox1-setup detect --json -o env.json`") from exc
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

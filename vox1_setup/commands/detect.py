@@ -1,0 +1,224 @@
+"""`vox1-setup detect`: what this machine and the target Python are, as a summary or a vox1-env/1 document."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from vox1_setup.commands._common import app_context, emit_json, output_options, python_option
+from vox1_setup.environment import Environment, environment_to_dict, load_environment_file
+from vox1_setup.errors import BadInputError
+from vox1_setup.knowledge.gpus import family_for_capability, runs_flash_attn_2
+from vox1_setup.probe.interpreter import DEFAULT_TIMEOUT
+
+
+@click.command("detect")
+@python_option
+@click.option("--no-gpu", "no_gpu", is_flag=True, default=False,
+              help="Skip the NVIDIA driver/GPU queries (NVML, nvidia-smi, /proc).")
+@click.option("--no-torch", "no_torch", is_flag=True, default=False,
+              help="Do not import torch in the target (fast; torch facts are left unknown).")
+@click.option("--timeout", type=click.FloatRange(min=1.0), default=DEFAULT_TIMEOUT, show_default=True,
+              metavar="SECONDS", help="Give up on the target interpreter after this long.")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Also write the vox1-env/1 document to FILE (UTF-8), for --env elsewhere.")
+# Not the shared env_file_option: VOX1_ENV_FILE set for resolve/install must not stop `detect` from detecting.
+@click.option("--env", "env_file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Show this vox1-env/1 document (e.g. one a user sent) instead of detecting this machine.")
+@output_options
+def detect(*, python: str | None, no_gpu: bool, no_torch: bool, timeout: float, output: Path | None,
+           env_file: Path | None) -> None:
+    """Report the machine (OS, RAM, disk, NVIDIA driver, GPUs) and the target Python (version, wheel tags,
+    torch, flash-attn).
+
+    \b
+    Examples:
+      vox1-setup detect
+      vox1-setup detect --python C:\\VOX-1\\system_python\\python.exe
+      vox1-setup detect --json -o env.json     (then: vox1-setup resolve --env env.json)
+      vox1-setup detect --env env.json         (show a file someone sent, without detecting here)
+    """
+    app = app_context()
+    if env_file is not None:
+        if python is not None:
+            raise BadInputError("--env and --python exclude each other",
+                                "--env shows a saved document; --python detects a live interpreter")
+        env = load_environment_file(env_file)
+    else:
+        from vox1_setup.probe import detect_environment
+
+        env = detect_environment(python, paths=app.paths, gpu=not no_gpu, timeout=timeout, torch=not no_torch)
+    doc = environment_to_dict(env)
+    if output is not None:
+        write_document(output, doc)
+    if app.json:
+        emit_json(doc)
+        return
+    if app.quiet:
+        click.echo(one_line(env))
+        return
+    for line in summary_lines(env, verbose=app.verbose > 0):
+        click.echo(line)
+    if output is not None:
+        click.echo(f"\nwrote {output}")
+
+
+def write_document(path: Path, doc: dict[str, object]) -> None:
+    """Atomic write (temp file beside the target, then replace): a half-written env file never exists."""
+    target = path.expanduser()
+    folder = target.parent
+    if not folder.is_dir():
+        raise BadInputError(f"cannot write {target}: folder {folder} does not exist",
+                            "create the folder first or choose another path for --output")
+    tmp: Path | None = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        tmp.replace(target)
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise BadInputError(f"cannot write {target}: {exc.strerror or exc}",
+                            "choose a writable path for --output") from exc
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rendering (pure: Environment -> text lines)
+
+
+def _gib(mib: object) -> str:
+    return f"{mib / 1024:.1f} GiB" if isinstance(mib, int) else "?"
+
+
+def torch_line(env: Environment) -> str:
+    t = env.torch
+    if t is None:
+        if env.sources.get("torch") != "not probed":
+            return "not installed"
+        installed = env.packages.get("torch")
+        return f"{installed} installed (not imported: --no-torch)" if installed else "not probed (--no-torch)"
+    if not t.importable:
+        return f"FAILS TO IMPORT: {(t.import_error or '').splitlines()[0] if t.import_error else 'unknown error'}"
+    parts = [str(t.version)]
+    if t.build == "cuda":
+        parts.append(f"CUDA {t.cuda} build")
+    elif t.build == "rocm":
+        parts.append(f"ROCm {t.hip} build")
+    else:
+        parts.append("CPU-only build")
+    if env.os == "linux" and t.cxx11abi is not None:
+        parts.append(f"C++11 ABI {int(t.cxx11abi)}")
+    if t.cuda_available is not None:
+        if t.cuda_available:
+            devices = ", ".join(f"sm_{d.capability.replace('.', '')}" for d in t.devices) or "no devices"
+            parts.append(f"CUDA available ({devices})")
+        else:
+            parts.append("CUDA not available")
+    return " · ".join(parts)
+
+
+def gpu_line(env: Environment, index: int) -> str:
+    g = env.gpus[index]
+    parts = [g.name]
+    if g.compute_capability:
+        family = family_for_capability(g.compute_capability)
+        mapped = " from name" if g.source and "name-table" in g.source else ""
+        parts.append(f"compute {g.compute_capability}{mapped}" + (f" ({family})" if family else ""))
+    else:
+        parts.append("compute capability unknown")
+    if g.memory_total_mib is not None:
+        free = f", {g.memory_free_mib} free" if g.memory_free_mib is not None else ""
+        parts.append(f"{g.memory_total_mib} MiB{free}")
+    fa2 = runs_flash_attn_2(g.compute_capability)
+    if fa2 is False:
+        parts.append("FlashAttention 2: GPU too old (needs 8.0+)")
+    elif fa2 and g.capability_tuple is not None and g.capability_tuple >= (10, 0):
+        # Blackwell: FIELD-NOTES §1.7 (flash-attn ≥ 2.7.3 compiled with nvcc ≥ 12.8, torch cu128+)
+        parts.append("FlashAttention 2: needs a Blackwell build (flash-attn ≥ 2.7.3, CUDA ≥ 12.8)")
+    elif fa2:
+        parts.append("FlashAttention 2: supported GPU")
+    return " · ".join(parts)
+
+
+def summary_lines(env: Environment, *, verbose: bool = False) -> list[str]:
+    host = env.host
+    width = 11
+
+    def row(label: str, text: str) -> str:
+        return f"{label:<{width}} {text}"
+
+    machine = [str(host.get("os_name") or env.os), env.machine]
+    if env.glibc:
+        machine.append(f"glibc {env.glibc}")
+    if isinstance(host.get("ram_total_mib"), int):
+        machine.append(f"RAM {_gib(host['ram_total_mib'])} ({_gib(host.get('ram_available_mib'))} available)")
+    lines = [row("Machine", " · ".join(machine))]
+    disk = host.get("disk")
+    if isinstance(disk, dict):
+        for label in ("cache", "site_packages"):
+            entry = disk.get(label)
+            if isinstance(entry, dict):
+                free = entry.get("free_mib")
+                text = f"{_gib(free)} free" if isinstance(free, int) else "free space unknown"
+                lines.append(row("Disk", f"{label.replace('_', '-')}: {text} ({entry.get('path')})"))
+    py = env.python
+    impl = {"cpython": "CPython", "pypy": "PyPy"}.get(py.implementation, py.implementation)
+    flags = " free-threaded" if py.gil_disabled else ""
+    lines.append(row("Python", f"{py.version} {impl}{flags} · {py.executable or '?'}"))
+    tags = env.wheel_tags
+    if tags:
+        lines.append(row("Wheel tags", f"{tags[0]} (+{len(tags) - 1} more compatible)"))
+    lines.append(row("torch", torch_line(env)))
+    fa = env.flash_attn
+    lines.append(row("flash-attn", f"{fa.version} ({fa.location})" if fa else "not installed"))
+    if env.driver is not None:
+        cuda = f"supports CUDA ≤ {env.driver.cuda}" if env.driver.cuda else "max CUDA unknown"
+        lines.append(row("Driver", f"NVIDIA {env.driver.version} · {cuda} · via {env.driver.source}"))
+    else:
+        lines.append(row("Driver", "no NVIDIA driver found" if env.sources.get("nvidia") != "skipped (--no-gpu)"
+                         else "not checked (--no-gpu)"))
+    for i, g in enumerate(env.gpus):
+        lines.append(row(f"GPU {g.index}", gpu_line(env, i)))
+    if env.driver is not None and not env.gpus:
+        lines.append(row("GPU", "driver answered but lists no GPU"))
+    lines.extend(notes(env))
+    if verbose:
+        lines.append("")
+        lines.append("Sources:")
+        lines.extend(f"  {key}: {value}" for key, value in sorted(env.sources.items()))
+    return lines
+
+
+def notes(env: Environment) -> list[str]:
+    """Facts that contradict each other, said plainly (the detailed diagnosis is `doctor`'s job)."""
+    out: list[str] = []
+    t = env.torch
+    if t is not None and not t.importable:
+        out.append("note: torch is installed but does not import; see `vox1-setup doctor` for the cause and fix")
+    if t is not None:
+        out.extend(f"note: torch warned: {w.splitlines()[0]}" for w in t.warnings)
+    if t is not None and t.build == "cpu" and env.gpus:
+        out.append("note: this torch is a CPU-only build although an NVIDIA GPU is present: FlashAttention 2 "
+                   "needs a CUDA build of torch")
+    if t is not None and t.build == "cuda" and t.cuda_available is False and env.gpus:
+        out.append("note: torch is a CUDA build but sees no GPU (driver too old for its CUDA, or "
+                   "CUDA_VISIBLE_DEVICES hides it)")
+    if env.driver is None and env.sources.get("nvidia.attempts") and env.sources.get("nvidia") != "skipped (--no-gpu)":
+        out.append(f"note: NVIDIA sources tried: {env.sources['nvidia.attempts']}")
+    return out
+
+
+def one_line(env: Environment) -> str:
+    t = env.torch
+    if t is None:
+        torch_text = "torch not probed" if env.sources.get("torch") == "not probed" else "no torch"
+    else:
+        torch_text = f"torch {t.version}" if t.importable else "torch broken"
+    gpu_text = ", ".join(f"{g.name} ({g.compute_capability or '?'})" for g in env.gpus) or "no NVIDIA GPU"
+    return f"{env.os} {env.machine} · Python {env.python.version} · {torch_text} · {gpu_text}"

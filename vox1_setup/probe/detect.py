@@ -1,0 +1,73 @@
+"""`detect_environment`: the probe, NVIDIA and host facts assembled into one `Environment`.
+
+The target probe (seconds: it imports torch) runs while this process asks NVML/nvidia-smi and psutil, so
+`detect` costs about one `import torch` in the target. Every fact records its source in `Environment.sources`.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from vox1_setup.environment import Environment
+from vox1_setup.paths import Paths, default_paths
+from vox1_setup.probe.host import disk_free, host_facts
+from vox1_setup.probe.interpreter import DEFAULT_TIMEOUT, ProbeFacts, probe_interpreter
+from vox1_setup.probe.nvidia import NvidiaReport, detect_nvidia
+
+log = logging.getLogger(__name__)
+
+
+def assemble(facts: ProbeFacts, nvidia: NvidiaReport | None, host: dict[str, object]) -> Environment:
+    """Pure: one Environment from the three reports (nvidia None = GPU detection skipped)."""
+    sources = dict(facts.sources)
+    if nvidia is None:
+        sources["nvidia"] = "skipped (--no-gpu)"
+    else:
+        sources.update(nvidia.sources)
+        sources["nvidia"] = nvidia.source or "none answered"
+        if nvidia.attempts:
+            sources["nvidia.attempts"] = "; ".join(nvidia.attempts)
+    sources["host"] = "psutil + platform"
+    if not facts.torch_probed:
+        sources["torch"] = "not probed"
+    host_doc = dict(host)
+    host_doc["python_platform"] = dict(facts.platform)
+    if facts.seconds is not None:
+        host_doc["probe_seconds"] = facts.seconds
+    return Environment(
+        os=facts.os,
+        machine=facts.machine,
+        glibc=facts.glibc,
+        python=facts.python,
+        torch=facts.torch,
+        driver=nvidia.driver if nvidia else None,
+        gpus=nvidia.gpus if nvidia else (),
+        flash_attn=facts.flash_attn,
+        host=host_doc,
+        sources=sources,
+        packages=dict(facts.packages),
+    )
+
+
+def detect_environment(python: str | None = None, *, paths: Paths | None = None, gpu: bool = True,
+                       timeout: float = DEFAULT_TIMEOUT, torch: bool = True) -> Environment:
+    """Detect the machine and the TARGET interpreter (default: the running one).
+
+    Exits cleanly on a machine without GPU, driver, NVML or torch, and with a torch that fails to import
+    (reported in `torch.import_error`). Raises BadInputError when `python` is not a Python interpreter."""
+    paths = paths or default_paths()
+    import platform
+
+    os_name = platform.system().lower()
+    # The probe (a subprocess, seconds) runs in this thread; NVIDIA and host queries overlap with it.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vox1-detect") as pool:
+        nvidia_future = pool.submit(detect_nvidia, os_name) if gpu else None
+        host_future = pool.submit(host_facts, {"cache": str(paths.cache)})
+        facts = probe_interpreter(python, timeout, torch=torch)
+        nvidia = nvidia_future.result() if nvidia_future is not None else None
+        host = host_future.result()
+    host["disk"].update(disk_free({"site_packages": facts.python.site_packages}))
+    env = assemble(facts, nvidia, host)
+    log.debug("detected: %s", env)
+    return env
