@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     CHECKS_FAILED = 9  # doctor found at least one failing check
     INTERRUPTED_STATE = 10  # an interrupted install was found; run `vox1-setup rollback` first
     NOT_SUPPORTED = 11  # asked for something this machine cannot do (e.g. forced FA2 on a Turing GPU)
+    CHUNKS_FAILED = 12  # the engine finished but some chunks failed even at batch 1 (listed in its report)
     ABORTED = 130  # Ctrl-C or a declined confirmation; anything changed was rolled back
 
 
