@@ -6,6 +6,7 @@ every command start fast. Each command module stays thin: parse options → call
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -114,7 +115,19 @@ def _warn_interrupted(app: AppContext) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map every outcome to a documented exit code."""
+    _tolerant_output()
     sys.exit(run_cli(argv))
+
+
+def _tolerant_output() -> None:
+    """Output redirected on Windows uses the legacy code page (cp1252, cp850): a '≤' or '…' in a message must
+    be replaced there, not end the command with a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and encoding != "utf8":
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="replace")
 
 
 def run_cli(argv: list[str] | None = None) -> int:

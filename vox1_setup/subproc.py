@@ -76,3 +76,33 @@ def check(result: Completed, what: str, hint: str | None = None, exit_code: Exit
         tail = (result.stderr or result.stdout).strip()[-2000:]
         raise VoxError(f"{what} failed (exit {result.returncode}):\n{tail}", hint, exit_code=exit_code)
     return result.stdout
+
+
+def run_attached(args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None) -> int:
+    """Run a long-lived program on this console (inherited stdin/stdout/stderr) and return its exit code.
+
+    For hand-offs such as `vox1-setup run`: the user watches the program's own output. Ctrl-C reaches the
+    child through the shared console; we wait for it to finish instead of leaving it orphaned."""
+    argv = tuple(str(a) for a in args)
+    log.debug("run attached: %s", argv)
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    try:
+        proc = subprocess.Popen(argv, env=full_env, cwd=cwd)
+    except FileNotFoundError:
+        return 127
+    except OSError:
+        return 126
+    interrupts = 0
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            # The child got the same Ctrl-C and normally ends on its own; a second one stops it for good.
+            interrupts += 1
+            if interrupts == 2:
+                proc.terminate()
+            elif interrupts > 2:
+                proc.kill()

@@ -1,0 +1,47 @@
+@echo off
+rem RUN-VOX-1.bat: start VOX-1 with the settings chosen by the wizard (double-click it in the VOX-1 folder).
+rem Arguments given to this file are passed on to the engine.
+rem Finds VOX-1's Python: system_python\python.exe next to this file, else the py launcher (py -3), else python.
+rem No ( ) blocks around paths: a folder such as "C:\Program Files (x86)\VOX-1" would end them early.
+setlocal EnableExtensions DisableDelayedExpansion
+set "VOX1_APP_DIR=%~dp0"
+if "%VOX1_APP_DIR:~-1%"=="\" set "VOX1_APP_DIR=%VOX1_APP_DIR:~0,-1%"
+cd /d "%VOX1_APP_DIR%"
+set "PY_EXE=%VOX1_APP_DIR%\system_python\python.exe"
+set "RC=0"
+if exist "%PY_EXE%" goto run_bundled
+where py >nul 2>nul
+if not errorlevel 1 goto run_launcher
+where python >nul 2>nul
+if not errorlevel 1 goto run_path
+echo.
+echo No Python found: not "%PY_EXE%", not the py launcher, not python on PATH.
+echo Put this file in the VOX-1 folder, next to the system_python folder, and run it again.
+set "RC=2"
+goto report
+
+:run_bundled
+"%PY_EXE%" -m vox1_setup run -- %*
+set "RC=%ERRORLEVEL%"
+goto report
+
+:run_launcher
+py -3 -m vox1_setup run -- %*
+set "RC=%ERRORLEVEL%"
+goto report
+
+:run_path
+python -m vox1_setup run -- %*
+set "RC=%ERRORLEVEL%"
+goto report
+
+:report
+if "%RC%"=="0" goto finish
+echo.
+echo VOX-1 stopped with exit code %RC%. Read the messages above.
+echo To see what is wrong, run this in the VOX-1 folder: system_python\python.exe -m vox1_setup doctor
+if not defined VOX1_NO_PAUSE pause
+goto finish
+
+:finish
+exit /b %RC%

@@ -1,0 +1,119 @@
+"""`vox1-setup run`: the hand-off to `TARGET -m engine --settings FILE [ARGS]`, with a fixture engine that
+records how it was started (a real venv, no models)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.venvs import make_venv, site_packages, write_fixture_package
+from vox1_setup.cli import run_cli
+from vox1_setup.errors import ExitCode
+
+RECORDING_ENGINE = {
+    "engine/__init__.py": "",
+    "engine/__main__.py": (
+        "import json, os, sys\n"
+        "with open(os.environ['ENGINE_RECORD'], 'w', encoding='utf-8') as fh:\n"
+        "    json.dump({'argv': sys.argv[1:], 'executable': sys.executable}, fh)\n"
+        "print('engine: Attention implementation in use: sdpa')\n"
+        "sys.exit(int(os.environ.get('ENGINE_EXIT', '0')))\n"
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m` looks in the current folder first: run from elsewhere than the checkout's own engine/."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "VOX-1 (x86)" / "system_python"
+    root.parent.mkdir()
+    py = make_venv(root, pip=False)
+    write_fixture_package(site_packages(root), "engine", RECORDING_ENGINE, "0.1.0", dist_name="vox1-engine-fixture")
+    monkeypatch.setenv("ENGINE_RECORD", str(tmp_path / "record.json"))
+    return py
+
+
+def _record(tmp_path: Path) -> dict[str, object]:
+    data = json.loads((tmp_path / "record.json").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_hand_off_passes_settings_and_arguments(target: Path, tmp_path: Path, vox1_home: Path,
+                                                capfd: pytest.CaptureFixture[str]) -> None:
+    code = run_cli(["run", "--python", str(target), "--", "--text", "hello world", "--json"])
+    assert code == 0
+    rec = _record(tmp_path)
+    assert rec["argv"] == ["--settings", str(vox1_home / "config" / "settings.json"), "--text", "hello world",
+                           "--json"]
+    assert Path(str(rec["executable"])).parent == target.parent
+    out, err = capfd.readouterr()
+    assert "engine: Attention implementation in use" in out  # the engine's own output reaches the user
+    assert "starting VOX-1" in err
+    assert "wrote the defaults" in err  # a first start creates the settings file the engine reads
+    assert json.loads((vox1_home / "config" / "settings.json").read_text(encoding="utf-8"))["batch_size"] == "auto"
+
+
+def test_engine_exit_code_is_returned(target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENGINE_EXIT", "7")
+    assert run_cli(["run", "--python", str(target)]) == 7
+
+
+def test_app_dir_settings_and_vox1_python(target: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = target.parents[1]
+    (app / "vox1-settings.json").write_text('{"attention_implementation": "eager"}', encoding="utf-8")
+    monkeypatch.setenv("VOX1_PYTHON", str(target))
+    assert run_cli(["run", "--app-dir", str(app)]) == 0
+    assert _record(tmp_path)["argv"] == ["--settings", str(app / "vox1-settings.json")]
+
+
+def test_invalid_settings_stop_before_the_engine(target: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"dtype": "int8"}', encoding="utf-8")
+    assert run_cli(["run", "--python", str(target), "--settings-file", str(bad)]) == ExitCode.BAD_INPUT
+    assert "dtype" in capsys.readouterr().err
+    assert not (tmp_path / "record.json").exists()
+
+
+def test_target_without_the_engine_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    py = make_venv(tmp_path / "bare", pip=False)
+    assert run_cli(["run", "--python", str(py)]) == ExitCode.BAD_INPUT
+    assert "engine is not installed" in capsys.readouterr().err
+
+
+def test_not_a_python_is_bad_input(tmp_path: Path) -> None:
+    fake = tmp_path / "python.exe"
+    fake.write_text("MZ", encoding="utf-8")
+    assert run_cli(["run", "--python", str(fake)]) == ExitCode.BAD_INPUT
+
+
+def test_interrupted_install_warns_and_starts_anyway(target: Path, tmp_path: Path,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    from vox1_setup.installer import target_id
+    from vox1_setup.journal import Action, Journal
+    from vox1_setup.paths import default_paths
+
+    entry = Journal(default_paths()).begin(Action.INSTALL, target_id(str(target)))
+    entry.doc["pid"] = 2**22 + 4321  # not running: the install was killed
+    entry.save()
+    assert run_cli(["run", "--python", str(target)]) == 0
+    err = capfd.readouterr().err
+    assert entry.id in err and "vox1-setup rollback" in err
+    assert (tmp_path / "record.json").exists()
+
+
+def test_dry_run_json(target: Path, vox1_home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run_cli(["run", "--python", str(target), "--dry-run", "--json", "--", "--text", "x"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "vox1-run/1"
+    assert doc["argv"][1:] == ["-m", "engine", "--settings", str(vox1_home / "config" / "settings.json"),
+                               "--text", "x"]
+    assert not (tmp_path / "record.json").exists()

@@ -1,0 +1,246 @@
+"""The first-run wizard, driven with typed answers (CliRunner input) against real venvs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from click.testing import CliRunner
+
+from tests.support.install_fixtures import flash_version, write_env, write_manifest
+from tests.support.venvs import make_venv, site_packages, write_fixture_package
+from tests.support.wheels import build_wheel
+from tests.test_doctor import machine
+from vox1_setup.cli import run_cli
+from vox1_setup.doctor import WheelPick
+from vox1_setup.errors import ExitCode
+from vox1_setup.wizard import fa2_outlook, machine_summary, plan_wizard
+
+
+def drive(args: list[str], answers: str = "", **env: str) -> tuple[int, str, str]:
+    """Run the CLI with `answers` on stdin (not a terminal) and return (exit code, stdout, stderr)."""
+    runner = CliRunner()
+    with runner.isolation(input=answers, env=env or None) as (out, err, _mixed):
+        code = run_cli(args)
+    return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m engine` looks in the current folder first: stay out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Path:
+    """A Python without torch: FlashAttention 2 cannot work there, detection is fast."""
+    return make_venv(tmp_path / "bare venv", pip=False)
+
+
+def _settings(path: Path) -> dict[str, Any]:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_interactive_defaults_on_a_machine_without_fa2(bare: Path, vox1_home: Path) -> None:
+    code, out, _err = drive(["wizard", "--python", str(bare), "--interactive"], "\n\n")
+    assert code == 0
+    assert "Your machine" in out and "torch:      not installed" in out
+    assert "cannot work on this machine" in out
+    assert "Install" not in out.split("FlashAttention 2 here")[1].split("Settings")[0]  # no install offered
+    assert "Attention implementation (auto, sdpa, eager) [sdpa]:" in out
+    doc = _settings(vox1_home / "config" / "settings.json")
+    assert doc["attention_implementation"] == "sdpa" and doc["batch_size"] == 1
+    assert doc["schema"] == "vox1-settings/1"
+
+
+def test_answers_are_validated_and_asked_again(bare: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "app" / "vox1-settings.json"
+    code, out, _err = drive(["wizard", "--python", str(bare), "--interactive", "--app-dir", str(tmp_path / "app")],
+                            "flash\neager\nzero\n0\n3\n")
+    assert code == 0
+    assert "is not one of" in out or "invalid choice" in out.lower()
+    assert "use an integer >= 1" in out
+    doc = _settings(settings)
+    assert doc["attention_implementation"] == "eager" and doc["batch_size"] == 3
+
+
+def test_ctrl_c_or_end_of_input_leaves_the_settings_untouched(bare: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text('{"batch_size": 7, "custom": "kept"}', encoding="utf-8")
+    before = settings.read_bytes()
+    code, _out, err = drive(["wizard", "--python", str(bare), "--interactive", "--settings-file", str(settings)],
+                            "auto\n")  # input ends at the batch-size question, as Ctrl-D/Ctrl-C would
+    assert code == ExitCode.ABORTED
+    assert "aborted" in err
+    assert settings.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".settings-")] == []
+
+
+def test_existing_settings_keep_their_other_values(bare: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text('{"dtype": "float16", "model_path": "/m", "custom": [1]}', encoding="utf-8")
+    code, _out, _err = drive(["wizard", "--python", str(bare), "--yes", "--settings-file", str(settings)])
+    assert code == 0
+    doc = _settings(settings)
+    assert doc["dtype"] == "float16" and doc["model_path"] == "/m" and doc["custom"] == [1]
+    assert doc["attention_implementation"] == "sdpa"
+
+
+def test_yes_never_asks(bare: Path, vox1_home: Path) -> None:
+    code, out, _err = drive(["wizard", "--python", str(bare), "--yes"], "eager\n")
+    assert code == 0
+    assert "sdpa (recommended)" in out
+    assert _settings(vox1_home / "config" / "settings.json")["attention_implementation"] == "sdpa"
+
+
+def test_without_a_terminal_it_behaves_as_yes(bare: Path, vox1_home: Path) -> None:
+    code, out, _err = drive(["wizard", "--python", str(bare)], "eager\n")  # stdin is not a terminal
+    assert code == 0
+    assert "No terminal" in out
+    assert _settings(vox1_home / "config" / "settings.json")["attention_implementation"] == "sdpa"
+
+
+def test_json_report(bare: Path) -> None:
+    code, out, _err = drive(["wizard", "--python", str(bare), "--json"])
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["schema"] == "vox1-wizard/1"
+    assert doc["fa2_possible"] is False and doc["blockers"]
+    assert doc["settings"]["attention_implementation"] == "sdpa" and doc["started"] is False
+
+
+def test_offers_to_start_vox1_and_hands_over(tmp_path: Path) -> None:
+    root = tmp_path / "target"
+    py = make_venv(root, pip=False)
+    write_fixture_package(site_packages(root), "engine", {
+        "engine/__init__.py": "",
+        "engine/__main__.py": ("import json, os, sys\nopen(os.environ['ENGINE_RECORD'], 'w').write("
+                               "json.dumps(sys.argv[1:]))\nsys.exit(3)\n"),
+    }, "0.1.0", dist_name="engine-fixture")
+    record = tmp_path / "record.json"
+    settings = tmp_path / "s.json"
+    code, out, _err = drive(["wizard", "--python", str(py), "--interactive", "--settings-file", str(settings)],
+                            "\n\ny\n", ENGINE_RECORD=str(record))
+    assert "Start VOX-1 now?" in out
+    assert json.loads(record.read_text(encoding="utf-8")) == ["--settings", str(settings)]
+    assert code == 3  # the engine's exit code
+
+
+# --- installing: a GPU machine description over a real venv, a fixture wheel from a file:// URL --------------
+
+
+@pytest.fixture
+def gpu_world(tmp_path: Path) -> dict[str, Path]:
+    py = make_venv(tmp_path / "vox venv", pip=True, real_torch=True)
+    wheel = build_wheel(tmp_path / "wheels")
+    return {
+        "python": py,
+        "env": write_env(tmp_path / "env.json"),
+        "manifest": write_manifest(tmp_path / "wheels.json", [(wheel, wheel.as_uri(), True)]),
+        "missing": write_manifest(tmp_path / "missing.json",
+                                  [(wheel, (tmp_path / "nowhere" / wheel.name).as_uri(), True)]),
+        "settings": tmp_path / "s.json",
+    }
+
+
+@pytest.mark.slow
+def test_installs_the_wheel_verifies_it_and_offers_fa2(gpu_world: dict[str, Path]) -> None:
+    w = gpu_world
+    args = ["wizard", "--python", str(w["python"]), "--env", str(w["env"]), "--manifest", str(w["manifest"]),
+            "--settings-file", str(w["settings"]), "--interactive"]
+    code, out, err = drive(args, "y\nflash_attention_2\n4\n", VOX1_VERIFY_ALLOW_CPU="1")
+    assert code == 0, out + err
+    assert "Install flash-attn 2.8.3" in out and "installed and verified" in out
+    assert "(auto, flash_attention_2, sdpa, eager) [auto]" in out
+    assert flash_version(w["python"]) == "2.8.3"
+    doc = _settings(w["settings"])
+    assert doc["attention_implementation"] == "flash_attention_2" and doc["batch_size"] == 4
+    # run again: the right wheel is already there, nothing is offered
+    code, out, _err = drive([*args[:-1], "--yes"], VOX1_VERIFY_ALLOW_CPU="1")
+    assert code == 0 and "already installed" in out and "Install flash-attn" not in out
+
+
+@pytest.mark.slow
+def test_declining_the_install_changes_nothing_but_the_settings(gpu_world: dict[str, Path]) -> None:
+    w = gpu_world
+    code, out, _err = drive(["wizard", "--python", str(w["python"]), "--env", str(w["env"]), "--manifest",
+                             str(w["manifest"]), "--settings-file", str(w["settings"]), "--interactive"], "n\n\n\n")
+    assert code == 0 and "Not installed" in out
+    assert flash_version(w["python"]) is None
+    assert "flash_attention_2" not in out.split("Settings")[1]  # not offered: FA2 is not installed
+    assert _settings(w["settings"])["attention_implementation"] == "auto"
+
+
+@pytest.mark.slow
+def test_a_failed_install_is_reported_and_the_setup_still_finishes(gpu_world: dict[str, Path]) -> None:
+    w = gpu_world
+    code, out, _err = drive(["wizard", "--python", str(w["python"]), "--env", str(w["env"]), "--manifest",
+                             str(w["missing"]), "--settings-file", str(w["settings"]), "--json"])
+    doc = json.loads(out)
+    assert doc["install_error"] is not None and code == doc["install_error"]["exit_code"] != 0
+    assert flash_version(w["python"]) is None
+    assert doc["settings"]["attention_implementation"] == "auto"
+    assert _settings(w["settings"])["attention_implementation"] == "auto"
+
+
+@pytest.mark.slow
+def test_a_broken_install_of_the_right_version_is_repaired(gpu_world: dict[str, Path], tmp_path: Path) -> None:
+    from tests.support.install_fixtures import pip_install
+
+    w = gpu_world
+    pip_install(w["python"], build_wheel(tmp_path / "broken", kind="undefined-symbol"))
+    code, out, err = drive(["wizard", "--python", str(w["python"]), "--env", str(w["env"]), "--manifest",
+                            str(w["manifest"]), "--settings-file", str(w["settings"]), "--yes"],
+                           VOX1_VERIFY_ALLOW_CPU="1")
+    assert code == 0, out + err
+    assert "installed but does not import" in out and "another torch version" in out
+    assert "Repair flash-attn 2.8.3" in out and "installed and verified" in out
+    from vox1_setup.doctor import import_flash_attn
+
+    assert import_flash_attn(str(w["python"])).ok
+
+
+# --- the pure decisions ---------------------------------------------------------------------------------------
+
+
+class Case(NamedTuple):
+    env: dict[str, Any]
+    wheel: bool
+    import_error: str | None
+    offer: bool
+    attention: str
+    batch: int | str
+    words: str
+
+
+PICK = WheelPick("2.8.3", "flash_attn-2.8.3+cu12torch2.8cxx11abiTRUE-cp311-cp311-linux_x86_64.whl", 250 << 20)
+CPU = {"torch": "2.8.0+cpu", "cuda": None, "cc": None, "driver": None}
+
+
+@pytest.mark.parametrize("case", [
+    Case({}, True, None, True, "auto", "auto", "optional"),
+    Case({"cc": "7.5"}, False, None, False, "sdpa", "auto", "cannot work"),
+    Case({"cc": "7.5", "flash": "2.8.3"}, False, None, False, "sdpa", "auto", "vox1-setup uninstall"),
+    Case(CPU, False, None, False, "sdpa", 1, "CPU-only"),
+    Case({"flash": "2.8.3"}, True, None, False, "auto", "auto", "already installed"),
+    Case({"flash": "2.8.3+cu128torch2.8"}, True, None, False, "auto", "auto", "already installed"),
+    Case({"flash": "2.8.3"}, True, "built for another torch", True, "auto", "auto", "does not import"),
+    Case({"flash": "2.7.4.post1"}, True, None, True, "auto", "auto", "optional"),
+    Case({}, False, None, False, "auto", "auto", "No prebuilt FlashAttention 2 wheel fits"),
+])
+def test_plan_and_outlook(case: Case) -> None:
+    plan = plan_wizard(machine(**case.env), PICK if case.wheel else None, ("no wheel for torch 2.99",),
+                       case.import_error)
+    assert plan.offer_install is case.offer
+    assert plan.attention.value == case.attention and plan.batch_size == case.batch
+    assert case.words in " ".join(fa2_outlook(plan))
+
+
+def test_machine_summary_in_plain_words() -> None:
+    text = "\n".join(machine_summary(machine(flash="2.8.3")))
+    assert "NVIDIA GeForce RTX 4090 (8.9, Ada), 24 GB (21.5 GB free)" in text
+    assert "torch:      2.8.0+cu128 (NVIDIA CUDA 12.8)" in text and "flash-attn: 2.8.3" in text
