@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_human_summary(targets: dict[str, str], one_gpu: None, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "2.7.1+cu128 · CUDA 12.8 build · C++11 ABI 1 · CUDA available (sm_89)" in out
     assert "NVIDIA 576.02 · supports CUDA ≤ 12.9 · via nvidia-smi" in out
-    assert "GPU 0" in out and "compute 8.9 (Ada Lovelace)" in out and "12282 MiB, 11004 free" in out
+    assert "GPU 0" in out and "compute 8.9 (Ada Lovelace)" in out and "10.7 of 12.0 GiB free" in out
     assert "Wheel tags" in out
 
 
@@ -132,8 +133,11 @@ def test_no_gpu_no_torch_exits_zero(targets: dict[str, str], no_gpu: None,
     assert run_cli(["detect", "--python", targets["none"]]) == ExitCode.OK
     out = capsys.readouterr().out
     assert "torch       not installed" in out
-    assert "no NVIDIA driver found" in out
-    assert "nvml: skipped" in out
+    assert "Driver      no NVIDIA driver found (NVML, nvidia-smi, /proc did not answer; -v says why)" in out
+    assert "nvml: skipped" not in out  # the reasons are for -v
+    assert run_cli(["detect", "-v", "--python", targets["none"]]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "nvidia.attempts: nvml: skipped (VOX1_NO_NVML is set); nvidia-smi: not found on PATH" in out
 
 
 def test_broken_torch_is_reported_and_exits_zero(targets: dict[str, str], no_gpu: None,
@@ -245,7 +249,8 @@ def test_notes_say_what_contradicts() -> None:
     assert notes(base) == []
 
 
-def test_show_a_saved_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_a_saved_document(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "user-env.json"
     path.write_text(json.dumps({"os": "windows", "machine": "AMD64", "python": {"version": "3.10.11"},
                                 "torch": {"version": "2.7.1+cu128", "cuda": "12.8"},
@@ -253,11 +258,15 @@ def test_show_a_saved_document(tmp_path: Path, capsys: pytest.CaptureFixture[str
                     encoding="utf-16")
     assert run_cli(["detect", "--env", str(path)]) == ExitCode.OK
     out = capsys.readouterr().out
-    assert "compute 7.5 from name (Turing)" in out and "GPU too old" in out
+    assert "compute 7.5 from name (Turing)" in out and "FlashAttention 2: no (needs compute 8.0+)" in out
     assert "cp310-cp310-win_amd64" in out
     assert run_cli(["detect", "--env", str(path), "--json"]) == ExitCode.OK
     assert json.loads(capsys.readouterr().out)["machine"] == "amd64"
     assert run_cli(["detect", "--env", str(path), "--python", "x"]) == ExitCode.BAD_INPUT
+    assert "--env and --python exclude each other" in capsys.readouterr().err
+    monkeypatch.setenv("VOX1_PYTHON", str(tmp_path / "elsewhere" / "python"))  # set for other commands: no clash
+    assert run_cli(["detect", "--env", str(path), "-q"]) == ExitCode.OK
+    assert capsys.readouterr().out.startswith("windows amd64 · Python 3.10.11")
     bad = tmp_path / "bad.json"
     bad.write_text('{"os": "linux", "machine": "x86_64", "python": {"version": "3.11"}, "gpus": [7]}')
     assert run_cli(["detect", "--env", str(bad)]) == ExitCode.BAD_INPUT
@@ -265,9 +274,9 @@ def test_show_a_saved_document(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize(("name", "cc", "text"), [
-    ("NVIDIA GeForce RTX 4070 Ti", "8.9", "FlashAttention 2: supported GPU"),
-    ("Tesla T4", "7.5", "FlashAttention 2: GPU too old (needs 8.0+)"),
-    ("NVIDIA GeForce RTX 5090", "12.0", "FlashAttention 2: needs a Blackwell build"),
+    ("NVIDIA GeForce RTX 4070 Ti", "8.9", "FlashAttention 2: supported"),
+    ("Tesla T4", "7.5", "FlashAttention 2: no (needs compute 8.0+)"),
+    ("NVIDIA GeForce RTX 5090", "12.0", "FlashAttention 2: only flash-attn ≥ 2.7.3 built for CUDA ≥ 12.8"),
     ("Mystery GPU", None, "compute capability unknown"),
 ])
 def test_gpu_line(name: str, cc: str | None, text: str) -> None:
@@ -276,3 +285,145 @@ def test_gpu_line(name: str, cc: str | None, text: str) -> None:
     env = environment_from_dict({"os": "linux", "machine": "x86_64", "python": {"version": "3.11"},
                                  "gpus": [{"name": name, "compute_capability": cc}]})
     assert text in gpu_line(env, 0)
+
+
+# ------------------------------------------------------------------------ more GPUs, failing nvidia-smi
+
+
+def test_several_gpus_of_different_generations(targets: dict[str, str], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VOX1_NO_NVML", "1")
+    install_fake_smi(tmp_path / "bin", monkeypatch, query="smi_query_linux_570_mixed.csv",
+                     plain="smi_plain_linux_570_mixed.txt")
+    doc = detect_json(capsys, "--no-torch", "--python", targets["none"])
+    gpus = doc["gpus"]
+    assert isinstance(gpus, list)
+    assert [(g["index"], g["compute_capability"], g["memory_total_mib"]) for g in gpus] == [
+        (0, "12.0", 32607), (1, "8.9", 24564), (2, "7.5", 15360)]
+    assert doc["driver"] == {"version": "570.133.07", "cuda": "12.8", "source": "nvidia-smi"}
+    assert run_cli(["detect", "--no-torch", "--python", targets["none"]]) == ExitCode.OK
+    lines = capsys.readouterr().out.splitlines()
+    gpu_lines = [line for line in lines if line.startswith("GPU ")]
+    assert len(gpu_lines) == 3
+    assert gpu_lines == [
+        "GPU 0       NVIDIA GeForce RTX 5090 · compute 12.0 (Blackwell) · 31.1 of 31.8 GiB free · "
+        "FlashAttention 2: only flash-attn ≥ 2.7.3 built for CUDA ≥ 12.8",
+        "GPU 1       NVIDIA GeForce RTX 4090 · compute 8.9 (Ada Lovelace) · 23.4 of 24.0 GiB free · "
+        "FlashAttention 2: supported",
+        "GPU 2       Tesla T4 · compute 7.5 (Turing) · 14.6 of 15.0 GiB free · "
+        "FlashAttention 2: no (needs compute 8.0+)",
+    ]
+
+
+@pytest.mark.parametrize(("mode", "reason"), [
+    ("hang", "timed out after 2 s"),
+    ("not-loaded", "couldn't communicate with the NVIDIA driver"),
+    ("garbage", "unexpected output"),
+])
+def test_failing_nvidia_smi_is_reported_not_fatal(mode: str, reason: str, targets: dict[str, str], *,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VOX1_NO_NVML", "1")
+    monkeypatch.setattr("vox1_setup.probe.nvidia.query_proc", _no_proc)
+    install_fake_smi(tmp_path / "bin", monkeypatch, query="x", plain="x", mode=mode)
+    started = time.monotonic()
+    doc = detect_json(capsys, "--no-torch", "--timeout", "2", "--python", targets["none"])
+    assert time.monotonic() - started < 15  # --timeout bounds nvidia-smi too
+    assert doc["driver"] is None and doc["gpus"] == []
+    sources = doc["sources"]
+    assert isinstance(sources, dict)
+    assert sources["nvidia"] == "none answered" and reason in sources["nvidia.attempts"]
+
+
+# ------------------------------------------------------------------------ targets as users name them
+
+
+def test_target_from_vox1_python(targets: dict[str, str], no_gpu: None, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VOX1_PYTHON", targets["cuda"])
+    doc = detect_json(capsys)
+    python, torch = doc["python"], doc["torch"]
+    assert isinstance(python, dict) and isinstance(torch, dict)
+    assert Path(str(python["executable"])).parent == Path(targets["cuda"]).parent
+    assert torch["version"] == "2.7.1+cu128"
+    monkeypatch.setenv("VOX1_PYTHON", str(Path(targets["cuda"]).parent / "no-such-python"))
+    assert run_cli(["detect"]) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "(the target came from VOX1_PYTHON)" in err and "unset VOX1_PYTHON" in err
+
+
+def test_target_path_with_spaces_and_non_ascii(tmp_path: Path, no_gpu: None, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """VOX-1 unpacked under a user folder like `C:\\Users\\Zoë Müller\\VOX 1\\system_python`."""
+    root = tmp_path / "Zoë Müller" / "VOX 1" / "system_python"
+    py = make_venv(root, pip=False)
+    doc = detect_json(capsys, "--python", str(root))  # the folder: its interpreter is found in it
+    python = doc["python"]
+    assert isinstance(python, dict) and Path(str(python["executable"])).parent == py.parent
+    monkeypatch.chdir(root.parent)  # a relative path, as typed in a console opened there
+    assert run_cli(["detect", "--no-torch", "--python", str(py.relative_to(root.parent))]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert f"Python      {sys.version_info[0]}.{sys.version_info[1]}" in out and str(py.parent) in out
+
+
+@pytest.mark.parametrize("kind", ["folder", "text-file", "not-executable"])
+def test_bad_targets_exit_bad_input_and_write_nothing(kind: str, tmp_path: Path, no_gpu: None,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "python.exe"
+    if kind == "folder":
+        target.mkdir()
+    else:
+        target.write_text("print('hi')\n")
+        target.chmod(0o755 if kind == "text-file" else 0o644)
+    before = sorted(tmp_path.rglob("*"))  # VOX1_HOME (cache, journal) lives here too
+    out_file = tmp_path / "env.json"
+    assert run_cli(["detect", "--python", str(target), "-o", str(out_file)]) == ExitCode.BAD_INPUT
+    captured = capsys.readouterr()
+    assert captured.out == "" and "error:" in captured.err and "hint:" in captured.err
+    assert str(target) in captured.err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even a partial env.json
+
+
+# ------------------------------------------------------------------------------------- summary details
+
+
+def test_python_2_target_gets_a_note() -> None:
+    from vox1_setup.commands.detect import notes
+
+    env = environment_from_dict({"os": "linux", "machine": "x86_64", "python": {"version": "2.7.18"}})
+    assert any(n.startswith("note: Python 2.7.18 cannot run VOX-1") for n in notes(env))
+
+
+def test_disk_is_one_line() -> None:
+    from vox1_setup.commands.detect import disk_text
+
+    disk = {"cache": {"path": "/c", "free_mib": 10240, "total_mib": 1}, "site_packages": {"path": "/s"}}
+    assert disk_text(disk) == "10.0 GiB free for the cache (/c), unknown for site-packages"
+    assert disk_text(disk, verbose=True).endswith("unknown for site-packages (/s)")
+    assert disk_text({}) == "" and disk_text(None) == ""
+
+
+def test_every_host_fact_names_its_source(targets: dict[str, str], no_gpu: None,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    doc = detect_json(capsys, "--no-torch", "--python", targets["none"])
+    sources, host = doc["sources"], doc["host"]
+    assert isinstance(sources, dict) and isinstance(host, dict)
+    assert "sources" not in host
+    assert sources["host.ram"] == "psutil.virtual_memory" and sources["host.disk"] == "psutil.disk_usage"
+    assert sources["host.os_name"] in ("/etc/os-release", "/usr/lib/os-release", "platform.release")
+    assert {"os", "machine", "python", "python.tags", "packages", "flash_attn", "torch", "nvidia"} <= set(sources)
+
+
+def test_flash_attn_location_only_when_it_is_not_the_targets_own() -> None:
+    from dataclasses import replace
+
+    from vox1_setup.environment import FlashAttnInfo
+
+    base = environment_from_dict({"os": "linux", "machine": "x86_64",
+                                  "python": {"version": "3.11.9", "site_packages": "/opt/vox/lib/site-packages"}})
+    own = replace(base, flash_attn=FlashAttnInfo("2.7.4.post1", "/opt/vox/lib/site-packages/"))
+    assert "flash-attn  2.7.4.post1" in summary_lines(own)
+    assert "flash-attn  2.7.4.post1 (in /opt/vox/lib/site-packages/)" in summary_lines(own, verbose=True)
+    user_site = replace(base, flash_attn=FlashAttnInfo("2.8.3", "/home/u/.local/lib/python3.11/site-packages"))
+    assert "flash-attn  2.8.3 (in /home/u/.local/lib/python3.11/site-packages)" in summary_lines(user_site)

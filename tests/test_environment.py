@@ -90,6 +90,17 @@ def test_free_threaded_python_gets_t_abi(tmp_path: Path) -> None:
     ({"gpus": [{"name": "x", "compute_capability": "sm_89"}]}, "env.gpus[0].compute_capability"),
     ({"gpus": [{"name": "x", "memory_total_mib": "12 GB"}]}, "env.gpus[0].memory_total_mib"),
     ({"driver": {"cuda": "12.9"}}, "env.driver.version"),
+    ({"driver": {"version": "latest"}}, "env.driver.version"),
+    ({"driver": {"version": "576.02", "cuda": "twelve"}}, "env.driver.cuda"),
+    ({"machine": ""}, "env.machine"),
+    ({"glibc": "new"}, "env.glibc"),
+    ({"torch": {"version": "banana"}}, "env.torch.version"),
+    ({"torch": {"version": "2.7.1", "cuda": "twelve"}}, "env.torch.cuda"),
+    ({"torch": {"version": "2.7.1", "arch_list": [80, 90]}}, "env.torch.arch_list"),
+    ({"torch": {"version": "2.7.1", "devices": [{"index": "x", "capability": "8.9"}]}}, "env.torch.devices[0].index"),
+    ({"torch": {"version": "2.7.1", "devices": [{"capability": "sm_89"}]}}, "env.torch.devices[0].capability"),
+    ({"torch": {"version": "2.7.1", "devices": [{"name": "RTX 4090"}]}}, "env.torch.devices[0].capability"),
+    ({"flash_attn": {"version": "latest"}}, "env.flash_attn.version"),
     ({"schema": "vox1-env/99"}, "schema"),
 ])
 def test_malformed_file_names_the_field(tmp_path: Path, change: dict[str, Any], field: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,33 @@ def test_no_nvml_switch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     report = detect_nvidia("linux", proc_root=tmp_path)
     assert mod.calls == []
     assert report.attempts[0] == "nvml: skipped (VOX1_NO_NVML is set)"
+
+
+def test_several_gpus_of_different_generations() -> None:
+    gpus = gpus_from_smi_rows(parse_smi_csv(fixture("smi_query_linux_570_mixed.csv")))
+    assert [(g.index, g.name, g.compute_capability) for g in gpus] == [
+        (0, "NVIDIA GeForce RTX 5090", "12.0"), (1, "NVIDIA GeForce RTX 4090", "8.9"), (2, "Tesla T4", "7.5")]
+    assert [family_for_capability(g.compute_capability) for g in gpus] == ["Blackwell", "Ada Lovelace", "Turing"]
+    assert parse_smi_header(fixture("smi_plain_linux_570_mixed.txt")) == ("570.133.07", "12.8")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake nvidia-smi is a script with a shebang")
+def test_nvidia_smi_that_hangs_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_nvml: None,
+                                           empty_proc: Path) -> None:
+    install_fake_smi(tmp_path / "bin", monkeypatch, query="x", plain="x", mode="hang")
+    started = time.monotonic()
+    report = detect_nvidia("linux", timeout=1, proc_root=empty_proc)
+    assert time.monotonic() - started < 10
+    assert report.source is None and report.driver is None
+    (smi,) = [a for a in report.attempts if a.startswith("nvidia-smi:")]
+    assert smi.endswith("timed out after 1 s (a wedged driver?)")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake nvidia-smi is a script with a shebang")
+def test_nvidia_smi_with_unexpected_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_nvml: None,
+                                           empty_proc: Path) -> None:
+    install_fake_smi(tmp_path / "bin", monkeypatch, query="x", plain="x", mode="garbage")
+    report = detect_nvidia("linux", proc_root=empty_proc)
+    assert report.source is None
+    assert any(a.startswith("nvidia-smi:") and "unexpected output" in a for a in report.attempts)
+

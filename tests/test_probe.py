@@ -134,27 +134,86 @@ def test_folder_is_searched_for_its_interpreter(venvs: dict[str, Path]) -> None:
     assert Path(resolve_target(str(root))).parent == venvs["none"].parent
 
 
+def test_vox1_app_folder_leads_to_its_system_python(tmp_path: Path) -> None:
+    """`--python C:\\VOX-1` (the app folder) means its bundled system_python\\python.exe."""
+    exe = tmp_path / "VOX-1" / "system_python" / "python.exe"
+    exe.parent.mkdir(parents=True)
+    exe.write_bytes(b"MZ")
+    assert resolve_target(str(tmp_path / "VOX-1")) == str(exe)
+
+
 def test_default_target_is_the_running_interpreter() -> None:
     assert resolve_target(None) == sys.executable
 
 
-@pytest.mark.parametrize("kind", ["missing", "folder", "text-file", "shell-script", "crashing"])
+NOT_PYTHONS = {
+    # kind: (file text or None for a folder / nothing, executable bit, what the message must say)
+    "missing": (None, False, "does not exist"),
+    "folder": ("<dir>", False, "is a folder without a Python interpreter"),
+    "text-file": ("hello\n", False, "is not executable (permission denied)"),
+    "executable-text": ("hello\n", True, "is not a program this system can run"),
+    "missing-shebang-target": ("#!/nonexistent/python9\n", True, "could not be started"),
+    "shell-script": ("#!/bin/sh\necho 'I am not Python'\n", True,
+                     "did not answer like a Python interpreter (exit code 0): I am not Python"),
+    "crashing": ("#!/bin/sh\necho 'boom' >&2\nexit 3\n", True,
+                 "did not answer like a Python interpreter (exit code 3): boom"),
+    # An interpreter too old for the probe's syntax answers with a traceback on stderr.
+    "python2-like": ('#!/bin/sh\necho \'  File "probe.py", line 40\' >&2\n'
+                     "echo 'SyntaxError: invalid syntax' >&2\nexit 1\n", True,
+                     "failed to run the probe script (exit code 1): SyntaxError: invalid syntax"),
+}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shebang scripts and execute bits are POSIX")
+@pytest.mark.parametrize("kind", sorted(NOT_PYTHONS))
 def test_not_a_python_is_bad_input(kind: str, tmp_path: Path) -> None:
+    text, executable, says = NOT_PYTHONS[kind]
     target = tmp_path / "target"
-    if kind == "folder":
+    if text == "<dir>":
         target.mkdir()
-    elif kind == "text-file":
-        target.write_text("hello\n")
-    elif kind == "shell-script":
-        target.write_text("#!/bin/sh\necho 'I am not Python'\n")
-        target.chmod(0o755)
-    elif kind == "crashing":
-        target.write_text("#!/bin/sh\necho 'boom' >&2\nexit 3\n")
-        target.chmod(0o755)
+    elif text is not None:
+        target.write_text(text)
+        target.chmod(0o755 if executable else 0o644)
     with pytest.raises(BadInputError) as info:
         probe_interpreter(str(target), timeout=20)
     assert str(target) in info.value.message
-    assert info.value.hint
+    assert says in info.value.message
+    assert info.value.hint and "--python" in info.value.hint
+
+
+def test_relative_path_in_the_current_folder(venvs: dict[str, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--python python` where ./python exists: the file here, not a lookup on PATH (which has none)."""
+    monkeypatch.chdir(venvs["none"].parent)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    assert resolve_target(venvs["none"].name) == str(venvs["none"])
+    facts = probe_interpreter(venvs["none"].name, torch=False)
+    assert facts.python.executable is not None and Path(facts.python.executable).parent == venvs["none"].parent
+
+
+def test_path_with_spaces_and_non_ascii(tmp_path: Path) -> None:
+    root = tmp_path / "VOX 1 ünïcødé" / "system python"
+    py = make_venv(root, pip=False)
+    facts = probe_interpreter(str(py), torch=False)
+    assert facts.python.executable == str(py)
+    assert facts.python.site_packages is not None and "VOX 1 ünïcødé" in facts.python.site_packages
+    assert Path(resolve_target(str(root))).parent == py.parent  # the folder is searched for its interpreter
+
+
+def test_environment_variables_in_the_path(venvs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOX1_TEST_ROOT", str(venvs["none"].parent.parent))
+    assert resolve_target(str(Path("$VOX1_TEST_ROOT") / venvs["none"].parent.name / venvs["none"].name)) == str(
+        venvs["none"])
+
+
+def test_interpreter_that_never_answers(tmp_path: Path) -> None:
+    target = tmp_path / "python"
+    target.write_text("#!/bin/sh\nsleep 60\n")
+    target.chmod(0o755)
+    with pytest.raises(BadInputError) as info:
+        probe_interpreter(str(target), timeout=1, torch=False)
+    assert info.value.message.endswith("did not answer within 1 s")
+    assert info.value.hint is not None and "--timeout" in info.value.hint
 
 
 # ------------------------------------------------------------------------------------------ pure parts

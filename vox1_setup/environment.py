@@ -271,14 +271,35 @@ def _obj(d: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any] | None
     return value
 
 
-def _str_or_num(d: Mapping[str, Any], key: str, where: str) -> str | None:
-    """Versions are strings, but a hand-written 12.8 (a JSON number) is accepted."""
+# What a version field must start with: later steps compare these numerically ("12.8" → (12, 8)).
+_MAJOR_MINOR = re.compile(r"^\d+\.\d+")
+_NUMERIC = re.compile(r"^\d+(\.\d+)*$")
+
+
+def _str_or_num(d: Mapping[str, Any], key: str, where: str, pattern: re.Pattern[str] | None = None,
+                example: str = "") -> str | None:
+    """Versions are strings, but a hand-written 12.8 (a JSON number) is accepted. With `pattern`, the text
+    must match it (`example` shows the expected form in the error)."""
     value = d.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise BadInputError(f"{where}.{key}: expected a version string, got {json.dumps(value)}")
-    return str(value)
+    text = str(value).strip()
+    if pattern is not None and not pattern.match(text):
+        raise BadInputError(f"{where}.{key}: expected a version like {example!r}, got {json.dumps(value)}")
+    return text
+
+
+_VERSION_FORMS = {"driver": (_NUMERIC, "576.02"), "flash_attn": (_MAJOR_MINOR, "2.7.4.post1")}
+
+
+def _version_of(d: Mapping[str, Any], name: str) -> str:
+    """The `version` an object such as `driver` must carry once it is given at all."""
+    version = _str_or_num(d, "version", f"env.{name}", *_VERSION_FORMS[name])
+    if not version:
+        raise BadInputError(f"env.{name}.version: required when {name} is given")
+    return version
 
 
 _CC_RE = re.compile(r"^\d+\.\d+$")
@@ -320,7 +341,9 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
     if os_name not in KNOWN_OS:
         raise BadInputError(f"env.os: expected one of {', '.join(KNOWN_OS)}, got {os_name!r}")
     machine = normalize_machine(os_name, str(_req(doc, "machine", str, "env")))
-    glibc = _str_or_num(doc, "glibc", "env")
+    if not machine:
+        raise BadInputError("env.machine: expected an architecture such as 'x86_64' or 'amd64', got \"\"")
+    glibc = _str_or_num(doc, "glibc", "env", _MAJOR_MINOR, "2.35")
 
     py = _obj(doc, "python", "env")
     if py is None:
@@ -350,14 +373,20 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
         for i, dev in enumerate(_opt(t, "devices", list, "env.torch") or []):
             if not isinstance(dev, dict):
                 raise BadInputError(f"env.torch.devices[{i}]: expected an object")
-            cap = _str_or_num(dev, "capability", f"env.torch.devices[{i}]") or ""
-            devices.append(TorchDevice(index=int(dev.get("index", i)), name=str(dev.get("name", "")),
-                                       capability=cap))
+            where = f"env.torch.devices[{i}]"
+            cap = _str_or_num(dev, "capability", where)
+            if cap is None or not _CC_RE.match(cap):
+                raise BadInputError(f"{where}.capability: expected 'major.minor' like '8.9', got {json.dumps(cap)}")
+            index = _opt(dev, "index", int, where)
+            devices.append(TorchDevice(index=i if index is None else index,
+                                       name=str(_opt(dev, "name", str, where) or ""), capability=cap))
         arch = _opt(t, "arch_list", list, "env.torch")
+        if arch is not None and not all(isinstance(a, str) for a in arch):
+            raise BadInputError(f"env.torch.arch_list: expected a list of strings like 'sm_89', got {json.dumps(arch)}")
         torch = TorchInfo(
-            version=_str_or_num(t, "version", "env.torch"),
-            cuda=_str_or_num(t, "cuda", "env.torch"),
-            hip=_str_or_num(t, "hip", "env.torch"),
+            version=_str_or_num(t, "version", "env.torch", _MAJOR_MINOR, "2.7.1+cu128"),
+            cuda=_str_or_num(t, "cuda", "env.torch", _MAJOR_MINOR, "12.8"),
+            hip=_str_or_num(t, "hip", "env.torch", _MAJOR_MINOR, "6.2.41133"),
             cxx11abi=_abi_flag(t, "env.torch"),
             cuda_available=_opt(t, "cuda_available", bool, "env.torch"),
             device_count=_opt(t, "device_count", int, "env.torch"),
@@ -373,10 +402,8 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
     driver = None
     d = _obj(doc, "driver", "env")
     if d is not None:
-        dv = _str_or_num(d, "version", "env.driver")
-        if not dv:
-            raise BadInputError("env.driver.version: required when driver is given")
-        driver = DriverInfo(version=dv, cuda=_str_or_num(d, "cuda", "env.driver"),
+        driver = DriverInfo(version=_version_of(d, "driver"), cuda=_str_or_num(d, "cuda", "env.driver", _MAJOR_MINOR,
+                                                                               "12.9"),
                             source=_opt(d, "source", str, "env.driver"))
 
     gpus = []
@@ -408,10 +435,7 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
     fa = None
     f = _obj(doc, "flash_attn", "env")
     if f is not None:
-        fv = _str_or_num(f, "version", "env.flash_attn")
-        if not fv:
-            raise BadInputError("env.flash_attn.version: required when flash_attn is given")
-        fa = FlashAttnInfo(version=fv, location=_opt(f, "location", str, "env.flash_attn"))
+        fa = FlashAttnInfo(version=_version_of(f, "flash_attn"), location=_opt(f, "location", str, "env.flash_attn"))
 
     host = _obj(doc, "host", "env") or {}
     sources = _obj(doc, "sources", "env") or {}

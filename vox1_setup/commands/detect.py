@@ -8,12 +8,14 @@ import tempfile
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from vox1_setup.commands._common import app_context, emit_json, output_options, python_option
 from vox1_setup.environment import Environment, environment_to_dict, load_environment_file
 from vox1_setup.errors import BadInputError
 from vox1_setup.knowledge.gpus import family_for_capability, runs_flash_attn_2
 from vox1_setup.probe.interpreter import DEFAULT_TIMEOUT
+from vox1_setup.probe.nvidia import SMI_TIMEOUT
 
 
 @click.command("detect")
@@ -23,7 +25,9 @@ from vox1_setup.probe.interpreter import DEFAULT_TIMEOUT
 @click.option("--no-torch", "no_torch", is_flag=True, default=False,
               help="Do not import torch in the target (fast; torch facts are left unknown).")
 @click.option("--timeout", type=click.FloatRange(min=1.0), default=DEFAULT_TIMEOUT, show_default=True,
-              metavar="SECONDS", help="Give up on the target interpreter after this long.")
+              metavar="SECONDS",
+              help=f"Give up on the target interpreter after this long (on nvidia-smi after at most "
+                   f"{SMI_TIMEOUT:g} s).")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="Also write the vox1-env/1 document to FILE (UTF-8), for --env elsewhere.")
 # Not the shared env_file_option: VOX1_ENV_FILE set for resolve/install must not stop `detect` from detecting.
@@ -43,15 +47,24 @@ def detect(*, python: str | None, no_gpu: bool, no_torch: bool, timeout: float, 
       vox1-setup detect --env env.json         (show a file someone sent, without detecting here)
     """
     app = app_context()
+    from_env_var = click.get_current_context().get_parameter_source("python") == ParameterSource.ENVIRONMENT
     if env_file is not None:
-        if python is not None:
+        # VOX1_PYTHON set for the other commands must not block showing a saved document; an explicit --python must.
+        if python is not None and not from_env_var:
             raise BadInputError("--env and --python exclude each other",
                                 "--env shows a saved document; --python detects a live interpreter")
         env = load_environment_file(env_file)
     else:
         from vox1_setup.probe import detect_environment
 
-        env = detect_environment(python, paths=app.paths, gpu=not no_gpu, timeout=timeout, torch=not no_torch)
+        try:
+            env = detect_environment(python, paths=app.paths, gpu=not no_gpu, timeout=timeout, torch=not no_torch)
+        except BadInputError as exc:
+            if not from_env_var:
+                raise
+            # The user did not type this path: say where it came from.
+            raise BadInputError(f"{exc.message} (the target came from VOX1_PYTHON)",
+                                f"{exc.hint}; or unset VOX1_PYTHON" if exc.hint else "unset VOX1_PYTHON") from exc
     doc = environment_to_dict(env)
     if output is not None:
         write_document(output, doc)
@@ -133,16 +146,17 @@ def gpu_line(env: Environment, index: int) -> str:
     else:
         parts.append("compute capability unknown")
     if g.memory_total_mib is not None:
-        free = f", {g.memory_free_mib} free" if g.memory_free_mib is not None else ""
-        parts.append(f"{g.memory_total_mib} MiB{free}")
+        total = _gib(g.memory_total_mib)
+        free = g.memory_free_mib
+        parts.append(f"{free / 1024:.1f} of {total} free" if free is not None else total)
     fa2 = runs_flash_attn_2(g.compute_capability)
     if fa2 is False:
-        parts.append("FlashAttention 2: GPU too old (needs 8.0+)")
+        parts.append("FlashAttention 2: no (needs compute 8.0+)")
     elif fa2 and g.capability_tuple is not None and g.capability_tuple >= (10, 0):
         # Blackwell: FIELD-NOTES §1.7 (flash-attn ≥ 2.7.3 compiled with nvcc ≥ 12.8, torch cu128+)
-        parts.append("FlashAttention 2: needs a Blackwell build (flash-attn ≥ 2.7.3, CUDA ≥ 12.8)")
+        parts.append("FlashAttention 2: only flash-attn ≥ 2.7.3 built for CUDA ≥ 12.8")
     elif fa2:
-        parts.append("FlashAttention 2: supported GPU")
+        parts.append("FlashAttention 2: supported")
     return " · ".join(parts)
 
 
@@ -159,14 +173,9 @@ def summary_lines(env: Environment, *, verbose: bool = False) -> list[str]:
     if isinstance(host.get("ram_total_mib"), int):
         machine.append(f"RAM {_gib(host['ram_total_mib'])} ({_gib(host.get('ram_available_mib'))} available)")
     lines = [row("Machine", " · ".join(machine))]
-    disk = host.get("disk")
-    if isinstance(disk, dict):
-        for label in ("cache", "site_packages"):
-            entry = disk.get(label)
-            if isinstance(entry, dict):
-                free = entry.get("free_mib")
-                text = f"{_gib(free)} free" if isinstance(free, int) else "free space unknown"
-                lines.append(row("Disk", f"{label.replace('_', '-')}: {text} ({entry.get('path')})"))
+    disk = disk_text(host.get("disk"), verbose=verbose)
+    if disk:
+        lines.append(row("Disk", disk))
     py = env.python
     impl = {"cpython": "CPython", "pypy": "PyPy"}.get(py.implementation, py.implementation)
     flags = " free-threaded" if py.gil_disabled else ""
@@ -176,13 +185,20 @@ def summary_lines(env: Environment, *, verbose: bool = False) -> list[str]:
         lines.append(row("Wheel tags", f"{tags[0]} (+{len(tags) - 1} more compatible)"))
     lines.append(row("torch", torch_line(env)))
     fa = env.flash_attn
-    lines.append(row("flash-attn", f"{fa.version} ({fa.location})" if fa else "not installed"))
+    # Where it lives matters only when that is not the target's own site-packages (a user site, another venv).
+    elsewhere = fa is not None and fa.location is not None and (verbose or not _same_folder(fa.location,
+                                                                                          py.site_packages))
+    lines.append(row("flash-attn", "not installed" if fa is None else
+                     f"{fa.version} (in {fa.location})" if elsewhere else fa.version))
     if env.driver is not None:
         cuda = f"supports CUDA ≤ {env.driver.cuda}" if env.driver.cuda else "max CUDA unknown"
         lines.append(row("Driver", f"NVIDIA {env.driver.version} · {cuda} · via {env.driver.source}"))
+    elif env.sources.get("nvidia") == "skipped (--no-gpu)":
+        lines.append(row("Driver", "not checked (--no-gpu)"))
     else:
-        lines.append(row("Driver", "no NVIDIA driver found" if env.sources.get("nvidia") != "skipped (--no-gpu)"
-                         else "not checked (--no-gpu)"))
+        asked = bool(env.sources.get("nvidia.attempts")) and not verbose  # a saved document may not say
+        tried = " (NVML, nvidia-smi, /proc did not answer; -v says why)" if asked else ""
+        lines.append(row("Driver", f"no NVIDIA driver found{tried}"))
     for i, g in enumerate(env.gpus):
         lines.append(row(f"GPU {g.index}", gpu_line(env, i)))
     if env.driver is not None and not env.gpus:
@@ -195,9 +211,35 @@ def summary_lines(env: Environment, *, verbose: bool = False) -> list[str]:
     return lines
 
 
+def _same_folder(a: str, b: str | None) -> bool:
+    return b is not None and os.path.normcase(os.path.normpath(a)) == os.path.normcase(os.path.normpath(b))
+
+
+def disk_text(disk: object, *, verbose: bool = False) -> str:
+    """'77.9 GiB free for the cache (/root/.cache/vox1-setup), 77.9 GiB for site-packages': one line; the
+    site-packages folder is the target's own, shown in full only with -v."""
+    if not isinstance(disk, dict):
+        return ""
+    parts = []
+    for label, shown in (("cache", "the cache"), ("site_packages", "site-packages")):
+        entry = disk.get(label)
+        if not isinstance(entry, dict):
+            continue
+        free = entry.get("free_mib")
+        amount = _gib(free) if isinstance(free, int) else "unknown"
+        where = f" ({entry.get('path')})" if label == "cache" or verbose else ""
+        parts.append(f"{amount} for {shown}{where}")
+    if not parts:
+        return ""
+    return parts[0].replace(" for ", " free for ", 1) + "".join(f", {p}" for p in parts[1:])
+
+
 def notes(env: Environment) -> list[str]:
     """Facts that contradict each other, said plainly (the detailed diagnosis is `doctor`'s job)."""
     out: list[str] = []
+    if env.python.major_minor[0] < 3:
+        out.append(f"note: Python {env.python.version} cannot run VOX-1, torch or flash-attn: point --python at "
+                   "VOX-1's own Python 3 (system_python\\python.exe)")
     t = env.torch
     if t is not None and not t.importable:
         out.append("note: torch is installed but does not import; see `vox1-setup doctor` for the cause and fix")
@@ -209,8 +251,6 @@ def notes(env: Environment) -> list[str]:
     if t is not None and t.build == "cuda" and t.cuda_available is False and env.gpus:
         out.append("note: torch is a CUDA build but sees no GPU (driver too old for its CUDA, or "
                    "CUDA_VISIBLE_DEVICES hides it)")
-    if env.driver is None and env.sources.get("nvidia.attempts") and env.sources.get("nvidia") != "skipped (--no-gpu)":
-        out.append(f"note: NVIDIA sources tried: {env.sources['nvidia.attempts']}")
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,8 @@ def parse_os_release(text: str) -> dict[str, str]:
     return out
 
 
-def os_name_pretty() -> str:
-    """'Ubuntu 22.04.4 LTS', 'Windows 11 (10.0.22631)', 'macOS 14.5'."""
+def os_name_pretty() -> tuple[str, str]:
+    """('Ubuntu 22.04.4 LTS', '/etc/os-release'), ('Windows 11 (10.0.22631)', 'platform'), ('macOS 14.5', ...)."""
     system = platform.system()
     if system == "Linux":
         for candidate in ("/etc/os-release", "/usr/lib/os-release"):
@@ -67,27 +67,32 @@ def os_name_pretty() -> str:
             except OSError:
                 continue
             if info.get("PRETTY_NAME"):
-                return info["PRETTY_NAME"]
-        return f"Linux {platform.release()}"
+                return info["PRETTY_NAME"], candidate
+        return f"Linux {platform.release()}", "platform.release"
     if system == "Windows":
         release, version = platform.release(), platform.version()
         # Windows 11 still reports release "10"; build 22000+ is Windows 11.
         build = version.rsplit(".", 1)[-1]
         if release == "10" and build.isdigit() and int(build) >= 22000:
             release = "11"
-        return f"Windows {release} ({version})"
+        return f"Windows {release} ({version})", "platform.release + platform.version"
     if system == "Darwin":
-        return f"macOS {platform.mac_ver()[0]}"
-    return f"{system} {platform.release()}"
+        return f"macOS {platform.mac_ver()[0]}", "platform.mac_ver"
+    return f"{system} {platform.release()}", "platform.release"
+
+
+# Key of the host facts that says where each of them came from (moved into Environment.sources by `assemble`).
+HOST_SOURCES = "sources"
 
 
 def host_facts(disk_places: Mapping[str, str | os.PathLike[str] | None] | None = None) -> dict[str, Any]:
-    """The `host` object of the environment document."""
+    """The `host` object of the environment document, plus where each fact came from under `HOST_SOURCES`."""
     import psutil
 
     memory = psutil.virtual_memory()
+    os_name, os_name_source = os_name_pretty()
     facts: dict[str, Any] = {
-        "os_name": os_name_pretty(),
+        "os_name": os_name,
         "os_release": platform.release(),
         "os_version": platform.version(),
         "machine": platform.machine(),
@@ -95,18 +100,13 @@ def host_facts(disk_places: Mapping[str, str | os.PathLike[str] | None] | None =
         "ram_total_mib": memory.total // MIB,
         "ram_available_mib": memory.available // MIB,
         "disk": disk_free(disk_places or {}),
+        HOST_SOURCES: {
+            "os_name": os_name_source,
+            "os_release": "platform.release",
+            "machine": "platform.machine",
+            "cpu_count": "os.cpu_count",
+            "ram": "psutil.virtual_memory",
+            "disk": "psutil.disk_usage",
+        },
     }
     return facts
-
-
-def summarize_disk(disk: Mapping[str, Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
-    """'cache: 120.5 GiB free (/home/u/.cache/vox1-setup)' lines, in the given label order."""
-    lines = []
-    for label in labels:
-        entry = disk.get(label)
-        if not entry:
-            continue
-        free = entry.get("free_mib")
-        shown = f"{free / 1024:.1f} GiB free" if isinstance(free, int) else "free space unknown"
-        lines.append(f"{label}: {shown} ({entry.get('path')})")
-    return lines

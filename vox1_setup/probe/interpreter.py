@@ -28,8 +28,10 @@ DEFAULT_TIMEOUT = 120.0
 # After a hang or crash in torch, the second probe (no torch) only needs the stdlib: 10 to 30 s is plenty.
 RETRY_TIMEOUT = 30.0
 
-# Inside an installation or venv folder, where the interpreter lives (Windows first: VOX-1's system_python).
-_INTERPRETER_CANDIDATES = ("python.exe", "Scripts/python.exe", "bin/python3", "bin/python", "python3", "python")
+# Inside an installation or venv folder, where the interpreter lives (Windows first; VOX-1's own folder holds
+# its interpreter in system_python\).
+_INTERPRETER_CANDIDATES = ("python.exe", "system_python/python.exe", "Scripts/python.exe", "bin/python3",
+                           "bin/python", "python3", "python")
 
 
 @dataclass(frozen=True)
@@ -50,24 +52,36 @@ class ProbeFacts:
 
 
 def resolve_target(python: str | os.PathLike[str] | None) -> str:
-    """The interpreter to probe: the running one by default; a folder is searched for its interpreter."""
+    """The interpreter to probe, as an absolute path: the running one by default; a folder is searched for its
+    interpreter; a bare name ("python3") is looked up on PATH.
+
+    Absolute because a relative name without a slash ("python.exe" in the current folder) would otherwise be
+    looked up on PATH by the OS."""
     if python is None or str(python) == "":
         return sys.executable
-    path = Path(os.path.expandvars(str(python))).expanduser()
+    text = str(python)
+    path = Path(text).expanduser()
+    if not path.exists() and os.path.expandvars(text) != text:  # "%LOCALAPPDATA%\VOX-1\...", "$HOME/..."
+        path = Path(os.path.expandvars(text)).expanduser()
     if path.is_dir():
         for rel in _INTERPRETER_CANDIDATES:
             candidate = path / rel
             if candidate.is_file():
-                return str(candidate)
+                return _absolute(candidate)
         raise BadInputError(f"{path} is a folder without a Python interpreter in it",
                             "pass the interpreter itself, e.g. --python C:\\VOX-1\\system_python\\python.exe")
     if not path.exists():
-        found = _which(str(python)) if os.sep not in str(python) and "/" not in str(python) else None
+        found = _which(text) if os.sep not in text and "/" not in text else None
         if found:
-            return found
+            return _absolute(found)
         raise BadInputError(f"target interpreter {path} does not exist",
                             "pass the path of VOX-1's Python, e.g. --python C:\\VOX-1\\system_python\\python.exe")
-    return str(path)
+    return _absolute(path)
+
+
+def _absolute(path: str | Path) -> str:
+    # Not resolve(): a venv's python is a symlink, and following it leaves the venv.
+    return str(Path(path).absolute())
 
 
 def _which(name: str) -> str | None:
@@ -118,14 +132,32 @@ def _tail(text: str, limit: int = 1500) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
+_NOT_PYTHON_HINT = "pass the path of VOX-1's Python interpreter, e.g. --python C:\\VOX-1\\system_python\\python.exe"
+
+
 def _not_a_python(python: str, result: subproc.Completed) -> BadInputError:
-    if result.returncode in (126, 127) and not result.stdout:
-        detail = result.stderr.strip() or "cannot be executed"
-        return BadInputError(f"{python} is not a runnable Python interpreter: {detail}",
-                             "pass the path of VOX-1's python executable (python.exe on Windows)")
-    output = _tail(result.stderr or result.stdout, 600) or "no output"
-    return BadInputError(f"{python} did not answer like a Python interpreter ({_exit_text(result)}): {output}",
-                         "pass the path of a CPython 3 interpreter, e.g. VOX-1's system_python\\python.exe")
+    """Why `python` did not answer, in words (the OS error names are not for users)."""
+    detail = result.stderr.strip()
+    if result.returncode in (126, 127) and not result.stdout and detail.startswith("[Errno"):  # the OS refused
+        if "Permission denied" in detail:
+            why = "is not executable (permission denied): a text file or a script is not an interpreter"
+        elif "Exec format error" in detail:
+            why = "is not a program this system can run (exec format error: a text file, or built for another OS)"
+        elif result.returncode == 127:
+            why = ("could not be started: the program it names on its first line, or a library it needs, is "
+                   f"missing ({detail or 'not found'})")
+        else:
+            why = f"could not be started ({detail or 'cannot be executed'})"
+        return BadInputError(f"{python} {why}", _NOT_PYTHON_HINT)
+    output = (result.stderr or result.stdout).strip()
+    last = output.splitlines()[-1] if output else "no output"
+    if "SyntaxError" in output or "Traceback" in output:
+        return BadInputError(f"{python} failed to run the probe script ({_exit_text(result)}): {_tail(last, 300)}",
+                             "an interpreter too old or too broken to run a Python 2.7/3 script; "
+                             + _NOT_PYTHON_HINT + " (-vv shows the full output)")
+    gist = " | ".join(line.strip() for line in output.splitlines() if line.strip())
+    return BadInputError(f"{python} did not answer like a Python interpreter ({_exit_text(result)}): "
+                         f"{_tail(gist, 400) or 'no output'}", _NOT_PYTHON_HINT)
 
 
 def probe_interpreter(python: str | os.PathLike[str] | None = None, timeout: float = DEFAULT_TIMEOUT, *,
@@ -154,8 +186,10 @@ def probe_interpreter(python: str | os.PathLike[str] | None = None, timeout: flo
             result = retry
     if doc is None:
         if result.timed_out:
-            raise BadInputError(f"{target} did not answer within {timeout:g} s",
-                                "check that it is a Python interpreter that starts on its own")
+            again = " (nor when asked again without importing torch)" if torch_failure else ""
+            raise BadInputError(f"{target} did not answer within {timeout:g} s{again}",
+                                "check that it is a Python interpreter that starts on its own "
+                                "(or allow more time with --timeout)")
         raise _not_a_python(target, result)
     if "fatal" in doc:
         raise BadInputError(f"{target}: the probe failed inside the interpreter: {doc['fatal']}",

@@ -252,7 +252,8 @@ def query_nvidia_smi(os_name: str, exe: str | None = None, timeout: float = SMI_
         result = _smi(exe, fields, timeout)
     if not result.ok:
         detail = (result.stdout + result.stderr).strip().splitlines()
-        why = "timed out" if result.timed_out else (detail[0] if detail else f"exit {result.returncode}")
+        why = (f"timed out after {timeout:g} s (a wedged driver?)" if result.timed_out
+               else detail[0] if detail else f"exit {result.returncode}")
         raise _Unavailable(f"{exe}: {why}")
     try:
         rows = parse_smi_csv(result.stdout, fields)
