@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.attention import AttentionFacts, ModelSupport, verdicts
-from engine.batching import PeakSample, estimate_batch, free_memory, is_oom
-from engine.errors import EngineError, EngineExit, EngineInputError
-from engine.settings import AttentionImpl, DType
+from engine.batching import CudaMeter, free_memory, is_oom, measure_auto_batch
+from engine.errors import EngineError, EngineExit, EngineInputError, short_error
+from engine.runtime import resolve_device
+from engine.settings import AttentionImpl, DType, EngineSettings, SettingsError
 
 BENCH_SCHEMA = "vox1-bench/1"
 CONCRETE_IMPLS = (AttentionImpl.EAGER, AttentionImpl.SDPA, AttentionImpl.FLASH_ATTENTION_2)
@@ -226,10 +227,11 @@ class Bench:
 
     def measure(self, impl: AttentionImpl, batch: int) -> Measurement:
         torch = self.torch
+        prefill: list[float] = []
+        decode: list[float] = []
+        peak = None
         try:
             self._run(batch, min(self.seq, 16), 2)  # warm-up: kernels, allocator, lazy init
-            prefill, decode = [], []
-            peak = None
             for _ in range(self.repeats):
                 if self.cuda:
                     free_memory()
@@ -242,7 +244,9 @@ class Bench:
         except Exception as exc:
             if not is_oom(exc):
                 raise
-            free_memory()
+            prefill = []
+        if not prefill:
+            free_memory()  # out of the except block, so the failed run's tensors are gone
             return Measurement(impl, batch, False, error="out of memory")
         return Measurement(impl, batch, True, batch * self.seq / statistics.median(prefill),
                            batch * self.decode_tokens / statistics.median(decode) if self.decode_tokens else None,
@@ -251,27 +255,18 @@ class Bench:
     def fits(self, batch: int, probe_steps: int = 4) -> bool:
         try:
             self._run(batch, self.seq, probe_steps)
+            ok = True
         except Exception as exc:
             if not is_oom(exc):
                 raise
-            free_memory()
-            return False
+            ok = False
         free_memory()
-        return True
+        return ok
 
     def planner_estimate(self, probe_steps: int = 4, max_batch: int = 4096) -> dict[str, object]:
-        """What `batch_size: auto` would pick for this workload (peaks at batches 1 and 4, free memory)."""
-        torch = self.torch
-        peaks = []
-        for batch in (1, 4):
-            free_memory()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._run(batch, self.seq, probe_steps)
-            self._sync()
-            peaks.append(PeakSample(batch, int(torch.cuda.max_memory_allocated(self.device))))
-        free_bytes, _ = torch.cuda.mem_get_info(self.device)
-        available = int(free_bytes) + int(torch.cuda.memory_reserved(self.device))
-        estimate = estimate_batch(peaks[0], peaks[1], available_bytes=available, max_batch=max_batch)
+        """What `batch_size: auto` would pick for this workload: the engine's own planner, same counters."""
+        estimate, peaks = measure_auto_batch(lambda batch: self._run(batch, self.seq, probe_steps),
+                                             CudaMeter(self.device), max_batch=max_batch)
         return {**estimate.to_dict(), "peaks": [{"batch": p.batch, "peak_bytes": p.peak_bytes} for p in peaks]}
 
     def largest_batch(self, start: int, limit: int, deadline: float) -> dict[str, object]:
@@ -312,18 +307,15 @@ def search_largest(fits: Callable[[int], bool], *, start: int, limit: int, deadl
 
 def run_bench(*, preset_name: str, impls: Sequence[AttentionImpl], batches: Sequence[int] | None, seq: int | None,
               decode_tokens: int, repeats: int, device_setting: str, find_max: bool, max_search: int,
-              time_limit_s: float, facts: AttentionFacts, log: Callable[[str], None]) -> dict[str, Any]:
+              time_limit_s: float, facts: AttentionFacts, log: Callable[[str], None],
+              checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The `vox1-bench/1` document; `checkpoint` gets the partial document after every measured point, so a
+    run stopped from outside (a timeout) still leaves its results."""
     import torch
 
     notes: list[str] = []
     requested_preset = preset_name
-    if device_setting == "auto":
-        device = "cuda:0" if facts.cuda_available else "cpu"
-    else:
-        device = "cuda:0" if device_setting == "cuda" else device_setting
-    if device.startswith("cuda") and not facts.cuda_available:
-        raise EngineInputError(f"device {device_setting} requested but torch cannot use CUDA here",
-                               "use --device auto or cpu")
+    device = resolve_device(device_setting, facts)
     if preset_name not in PRESETS:
         raise EngineInputError(f"unknown preset {preset_name!r}", f"use one of: {', '.join(PRESETS)}")
     cpu = not device.startswith("cuda")
@@ -346,6 +338,38 @@ def run_bench(*, preset_name: str, impls: Sequence[AttentionImpl], batches: Sequ
     skipped: list[dict[str, object]] = []
     in_use: dict[str, str] = {}
     largest: dict[str, object] = {}
+    complete = False
+
+    def document() -> dict[str, Any]:
+        rec = recommend(results)
+        return {
+            "schema": BENCH_SCHEMA,
+            "preset": preset.to_dict(),
+            "requested_preset": requested_preset,
+            "device": device,
+            "device_name": facts.device_name if not cpu else "cpu",
+            "dtype": dtype.value,
+            "seq": seq,
+            "decode_tokens": decode_tokens,
+            "repeats": repeats,
+            "torch": facts.torch_version,
+            "threads": torch.get_num_threads() if cpu else None,
+            "facts": facts.to_dict(),
+            "in_use": in_use,
+            "results": [m.to_dict() for m in results],
+            "skipped": skipped,
+            "largest_batch": largest,
+            "recommendation": rec.to_dict() if rec else None,
+            "notes": notes,
+            "complete": complete,
+        }
+
+    def save_partial() -> None:
+        if checkpoint is not None:
+            checkpoint(document())
+
+    if find_max and cpu:
+        notes.append("no largest-batch search on the CPU: it has no device memory limit to find")
     for impl in impls:
         verdict = by_impl[impl]
         if not verdict.accepted:
@@ -355,8 +379,6 @@ def run_bench(*, preset_name: str, impls: Sequence[AttentionImpl], batches: Sequ
         try:
             in_use[impl.value] = bench.use(impl)
         except Exception as exc:  # transformers refused it: report, measure the others
-            from engine.loader import short_error
-
             skipped.append({"impl": impl.value, "reason": short_error(exc)})
             log(f"{impl.value}: skipped ({short_error(exc)})")
             continue
@@ -369,6 +391,7 @@ def run_bench(*, preset_name: str, impls: Sequence[AttentionImpl], batches: Sequ
             log(f"{impl.value} batch {batch}: " + (
                 f"prefill {m.prefill_tokens_per_s:,.0f} tok/s, decode {m.decode_tokens_per_s or 0:,.0f} tok/s"
                 + (f", peak {m.peak_bytes / 2**20:,.0f} MiB" if m.peak_bytes else "") if m.ok else "out of memory"))
+            save_partial()
             if not m.ok:
                 break  # larger batches will not fit either
     if find_max and not cpu:  # after all throughput points, so a slow eager search cannot starve the others
@@ -384,29 +407,11 @@ def run_bench(*, preset_name: str, impls: Sequence[AttentionImpl], batches: Sequ
             search = bench.largest_batch(max(fitted or [1]), max_search, time.monotonic() + share)
             search["planner"] = bench.planner_estimate(max_batch=max_search)
             largest[name] = search
+            save_partial()
             log(f"{name}: largest batch {search['largest']} (auto planner estimate "
                 f"{search['planner']['batch']})")  # type: ignore[index]
-    rec = recommend(results)
-    return {
-        "schema": BENCH_SCHEMA,
-        "preset": preset.to_dict(),
-        "requested_preset": requested_preset,
-        "device": device,
-        "device_name": facts.device_name if not cpu else "cpu",
-        "dtype": dtype.value,
-        "seq": seq,
-        "decode_tokens": decode_tokens,
-        "repeats": repeats,
-        "torch": facts.torch_version,
-        "threads": torch.get_num_threads() if cpu else None,
-        "facts": facts.to_dict(),
-        "in_use": in_use,
-        "results": [m.to_dict() for m in results],
-        "skipped": skipped,
-        "largest_batch": largest,
-        "recommendation": rec.to_dict() if rec else None,
-        "notes": notes,
-    }
+    complete = True
+    return document()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -440,29 +445,40 @@ def main(argv: list[str] | None = None) -> int:
             raise EngineInputError("--seq must be >= 1")
         if args.repeats < 1 or args.decode_tokens < 0:
             raise EngineInputError("--repeats must be >= 1 and --decode-tokens >= 0")
+        try:  # the same device rule as the settings file
+            device = EngineSettings().with_value("device", args.device).device
+        except SettingsError as exc:
+            raise EngineInputError(f"--device: {exc}", "use auto, cpu, cuda or cuda:N") from exc
         impls = parse_impls(args.impl)
         batches = parse_int_list(args.batch) if args.batch else None
         from engine.facts import gather_facts
 
         facts = gather_facts()
         doc = run_bench(preset_name=args.preset, impls=impls, batches=batches, seq=args.seq,
-                        decode_tokens=args.decode_tokens, repeats=args.repeats, device_setting=args.device,
+                        decode_tokens=args.decode_tokens, repeats=args.repeats, device_setting=device,
                         find_max=args.find_max, max_search=args.max_search, time_limit_s=args.time_limit,
-                        facts=facts, log=log)
+                        facts=facts, log=log, checkpoint=(lambda d: write_json(args.out, d)) if args.out else None)
     except EngineError as exc:
         if args.json:
             print(json.dumps({"schema": BENCH_SCHEMA, "error": exc.to_dict()}))
         else:
             print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return int(exc.exit_code)
-    rendered = json.dumps(doc, indent=2, ensure_ascii=False)
     if args.out:
-        args.out.write_text(rendered + "\n", encoding="utf-8")
+        write_json(args.out, doc)
     if args.json:
-        print(rendered)
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         print(render_table(doc))
     return int(EngineExit.OK)
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Whole documents only (temp file + replace): a reader never sees half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def render_table(doc: dict[str, Any]) -> str:
@@ -471,6 +487,8 @@ def render_table(doc: dict[str, Any]) -> str:
     lines = [f"preset {preset['name']} on {doc['device_name']} ({doc['dtype']}), seq {doc['seq']}, "
              f"{doc['decode_tokens']} decode steps"]
     lines += [f"note: {n}" for n in doc.get("notes", [])]
+    if not doc.get("complete", True):
+        lines.append("note: INCOMPLETE - the run was stopped before it finished; these are the points measured")
     lines.append(f"{'impl':<18}{'batch':>6}{'prefill tok/s':>16}{'decode tok/s':>15}{'peak MiB':>11}  status")
     for r in doc["results"]:
         peak = f"{r['peak_bytes'] / 2**20:,.0f}" if r.get("peak_bytes") else "-"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+_TRANSFORMERS_PREFACE = "cannot be used due to the following error:"
+
 
 class EngineExit(IntEnum):
     OK = 0
@@ -56,3 +58,12 @@ class ModelLoadError(EngineError):
     """Every allowed attention implementation failed to load or to run one forward step."""
 
     exit_code = EngineExit.NOT_SUPPORTED
+
+
+def short_error(exc: BaseException) -> str:
+    """The useful part of an exception: transformers' 'cannot be used due to…' tail, else the first line."""
+    text = str(exc).strip()
+    if _TRANSFORMERS_PREFACE in text:
+        text = text.split(_TRANSFORMERS_PREFACE, 1)[1].strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

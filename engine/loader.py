@@ -14,12 +14,12 @@ from typing import Any
 
 from engine.adapters.base import LoadedModel, LoadSpec, ModelAdapter
 from engine.attention import AttentionFacts, AttentionPlan, plan_attention
-from engine.errors import AttentionUnavailableError, EngineInputError, ModelLoadError
+from engine.batching import free_memory
+from engine.errors import AttentionUnavailableError, EngineInputError, ModelLoadError, short_error
 from engine.settings import AttentionImpl, DType
 
 LABELS = {AttentionImpl.FLASH_ATTENTION_2: "Flash Attention 2", AttentionImpl.SDPA: "sdpa",
           AttentionImpl.EAGER: "eager"}
-_TRANSFORMERS_PREFACE = "cannot be used due to the following error:"
 
 
 @dataclass(frozen=True)
@@ -81,15 +81,6 @@ def live_attention(config: Any, prefix: str = "config") -> dict[str, str]:
     return found
 
 
-def short_error(exc: BaseException) -> str:
-    """The useful part of an exception: transformers' 'cannot be used due to…' tail, else the first line."""
-    text = str(exc).strip()
-    if _TRANSFORMERS_PREFACE in text:
-        text = text.split(_TRANSFORMERS_PREFACE, 1)[1].strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def load_model(adapter: ModelAdapter, *, model_path: str, requested: AttentionImpl, facts: AttentionFacts,
                device: str, dtype: DType, log: Callable[[str], None],
                options: dict[str, Any] | None = None) -> tuple[LoadedModel, LoadReport]:
@@ -109,26 +100,16 @@ def load_model(adapter: ModelAdapter, *, model_path: str, requested: AttentionIm
         for line in pending_fallbacks:
             log(f"⚠️ {line} - using {LABELS[impl]} instead")
         pending_fallbacks = []
-        spec = LoadSpec(model_path, impl, dtype, device, options or {})
         log(f"Loading {model_path} with attention_implementation={impl.value}, dtype={dtype.value}, device={device}")
-        try:
-            loaded = adapter.load(spec)
-        except Exception as exc:
-            error = short_error(exc)
+        loaded, stage, error = _load_and_smoke(adapter, LoadSpec(model_path, impl, dtype, device, options or {}))
+        if loaded is None:
+            free_memory()  # out of the except blocks: what the failed attempt allocated can go back now
             if requested is not AttentionImpl.AUTO:
-                raise AttentionUnavailableError(impl.value, "load", error, _fix_for(impl)) from exc
-            attempts.append(Attempt(impl, "load", error))
-            pending_fallbacks.append(f"{LABELS[impl]} failed to load ({error})")
-            continue
-        try:
-            loaded.smoke()
-        except Exception as exc:
-            loaded.close()
-            error = short_error(exc)
-            if requested is not AttentionImpl.AUTO:
-                raise AttentionUnavailableError(impl.value, "smoke forward", error, _fix_for(impl)) from exc
-            attempts.append(Attempt(impl, "smoke", error))
-            pending_fallbacks.append(f"{LABELS[impl]} loaded but its first forward pass failed ({error})")
+                check = "load" if stage == "load" else "smoke forward"
+                raise AttentionUnavailableError(impl.value, check, str(error), _fix_for(impl))
+            attempts.append(Attempt(impl, stage, error))
+            pending_fallbacks.append(f"{LABELS[impl]} failed to load ({error})" if stage == "load" else
+                                     f"{LABELS[impl]} loaded but its first forward pass failed ({error})")
             continue
         attempts.append(Attempt(impl, "ok"))
         live = loaded.live_attention()
@@ -143,6 +124,22 @@ def load_model(adapter: ModelAdapter, *, model_path: str, requested: AttentionIm
     reasons = "; ".join(f"{a.impl.value} ({a.stage}): {a.error}" for a in attempts if a.stage != "ok")
     raise ModelLoadError(f"could not load {model_path} with any attention implementation: {reasons}",
                          "check model_path and dtype in the settings; `vox1-setup doctor` explains the machine")
+
+
+def _load_and_smoke(adapter: ModelAdapter, spec: LoadSpec) -> tuple[LoadedModel | None, str, str | None]:
+    """(model, "ok", None), or (None, "load" | "smoke", error) when loading or the first forward pass fails."""
+    try:
+        loaded = adapter.load(spec)
+    except Exception as exc:
+        return None, "load", short_error(exc)
+    try:
+        loaded.smoke()
+    except Exception as exc:
+        error = short_error(exc)
+    else:
+        return loaded, "ok", None
+    loaded.close()
+    return None, "smoke", error
 
 
 def _fix_for(impl: AttentionImpl) -> str:

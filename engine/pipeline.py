@@ -12,10 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.batching import DEFAULT_MAX_BATCH, BatchEstimate, BatchRunner, ChunkFailure, measure_auto_batch
-from engine.chunking import DEFAULT_MAX_CHARS, Chunk, chunk_text
+from engine.batching import (
+    BatchEstimate,
+    BatchRunner,
+    ChunkFailure,
+    CudaMeter,
+    MemoryMeter,
+    measure_auto_batch,
+)
+from engine.chunking import Chunk, chunk_text
 from engine.errors import EngineError
 from engine.model_host import ModelHost
+from engine.options import engine_options
 
 RUN_SCHEMA = "vox1-engine-run/1"
 
@@ -52,8 +60,9 @@ class PipelineResult:
 
 
 class Pipeline:
-    def __init__(self, host: ModelHost) -> None:
+    def __init__(self, host: ModelHost, meter: Callable[[str], MemoryMeter] = CudaMeter) -> None:
         self.host = host
+        self.meter = meter  # device → memory counters for `batch_size: auto`
 
     @property
     def log(self) -> Callable[[str], None]:
@@ -71,9 +80,8 @@ class Pipeline:
             raise EngineError("the model is not loaded")
         if not report.device.startswith("cuda"):
             return self.host.cpu_batch_size(), "auto (CPU default)", None
-        max_batch = int(settings.extra.get("max_batch", DEFAULT_MAX_BATCH))
-        estimate, peaks = measure_auto_batch(lambda n: loaded.generate([longest] * n), device=report.device,
-                                             max_batch=max_batch)
+        estimate, peaks = measure_auto_batch(lambda n: loaded.generate([longest] * n), self.meter(report.device),
+                                             max_batch=engine_options(settings).max_batch)
         mib = 1024 * 1024
         measured = ", ".join(f"batch {p.batch}: {p.peak_bytes / mib:.0f} MiB" for p in peaks)
         self.log(f"Batch size auto → {estimate.batch} (peak {measured}; {estimate.reason})")
@@ -84,7 +92,7 @@ class Pipeline:
         loaded = self.host.loaded
         if loaded is None:
             raise EngineError("the model is not loaded")
-        max_chars = int(self.host.settings.extra.get("max_chunk_chars", DEFAULT_MAX_CHARS))
+        max_chars = engine_options(self.host.settings).max_chunk_chars
         chunks = tuple(chunk_text(text, max_chars))
         attention = self.host.report.in_use if self.host.report else None
         if not chunks:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,8 +15,10 @@ from engine.errors import EngineInputError
 from engine.facts import gather_facts
 from engine.settings import AttentionImpl, load_settings
 from tests.support.venvs import make_venv
+from vox1_setup.bench_results import last_recommendation, recommendation_from
 from vox1_setup.cli import run_cli
 from vox1_setup.errors import ExitCode
+from vox1_setup.paths import default_paths
 
 EAGER, SDPA, FA2 = AttentionImpl.EAGER, AttentionImpl.SDPA, AttentionImpl.FLASH_ATTENTION_2
 QUICK = ["--batch", "1,2", "--seq", "16", "--decode-tokens", "2", "--repeats", "1"]
@@ -55,9 +58,14 @@ def test_parsers_reject_bad_input() -> None:
 @pytest.mark.slow
 def test_cpu_run_uses_tiny_says_so_and_skips_fa2_with_the_reason() -> None:
     lines: list[str] = []
+    partial: list[dict[str, Any]] = []
     doc = run_bench(preset_name="qwen3-tts-talker", impls=(EAGER, SDPA, FA2), batches=(1, 2), seq=16,
                     decode_tokens=2, repeats=1, device_setting="auto", find_max=True, max_search=64,
-                    time_limit_s=60, facts=gather_facts(), log=lines.append)
+                    time_limit_s=60, facts=gather_facts(), log=lines.append, checkpoint=partial.append)
+    # a partial document after every point, so a run killed from outside still leaves what it measured
+    assert [len(d["results"]) for d in partial] == [1, 2, 3, 4] and not any(d["complete"] for d in partial)
+    assert doc["complete"] and doc["results"] == partial[-1]["results"]
+    assert "INCOMPLETE" in render_table(partial[0]) and "INCOMPLETE" not in render_table(doc)
     assert doc["schema"] == "vox1-bench/1" and doc["preset"]["name"] == "tiny"
     assert doc["requested_preset"] == "qwen3-tts-talker"
     assert any("needs a GPU; measured the tiny preset" in n for n in doc["notes"])
@@ -67,6 +75,7 @@ def test_cpu_run_uses_tiny_says_so_and_skips_fa2_with_the_reason() -> None:
     assert doc["skipped"][0]["impl"] == "flash_attention_2" and "no CUDA" in doc["skipped"][0]["reason"]
     assert doc["in_use"] == {"eager": "eager", "sdpa": "sdpa"}
     assert doc["largest_batch"] == {}  # a CPU has no memory limit to search
+    assert any("no largest-batch search on the CPU" in n for n in doc["notes"])
     assert doc["recommendation"]["attention_implementation"] in ("eager", "sdpa")
     table = render_table(doc)
     assert "recommendation: attention_implementation=" in table and "skipped: no CUDA" in table
@@ -91,13 +100,17 @@ def test_cli_bench_runs_in_the_target_and_writes_the_settings(tmp_path: Path, vo
     settings = load_settings(Path(written["path"]))
     assert settings.attention_implementation.value == doc["recommendation"]["attention_implementation"]
     assert settings.batch_size == "auto"  # a tiny model's batch size says nothing about VOX-1's model
+    # kept for the wizard and doctor
+    last = last_recommendation(default_paths())
+    assert last is not None and last.python == str(target) and last.preset == "tiny" and last.batch_size is None
+    assert last.attention_implementation == doc["recommendation"]["attention_implementation"]
 
 
 @pytest.mark.slow
-def test_cli_bench_text_output(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli(["bench", "--impl", "sdpa", *QUICK]) == 0
-    text = capsys.readouterr().out
-    assert "preset tiny on cpu" in text and "recommendation: attention_implementation=sdpa" in text
+def test_cli_bench_quiet_prints_only_the_recommendation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["bench", "-q", "--impl", "sdpa", *QUICK]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("recommendation: attention_implementation=sdpa, batch_size=")
 
 
 def test_cli_bench_target_without_torch_is_not_supported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,9 +122,29 @@ def test_cli_bench_target_without_torch_is_not_supported(tmp_path: Path, capsys:
 
 def test_cli_bench_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["bench", "--python", str(tmp_path / "nope" / "python")]) == ExitCode.BAD_INPUT
-    assert "no such interpreter" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
+    bad_settings = tmp_path / "settings.json"
+    bad_settings.write_text('{"batch_size": 0}', encoding="utf-8")
+    # refused before minutes of measuring, and the file is left as it was
+    assert run_cli(["bench", "--write-settings", "--settings-file", str(bad_settings), *QUICK]) == ExitCode.BAD_INPUT
+    assert "batch_size" in capsys.readouterr().err
+    assert bad_settings.read_text(encoding="utf-8") == '{"batch_size": 0}'
     assert run_cli(["bench", "--batch", "0"]) == ExitCode.BAD_INPUT
     assert "batch sizes must be integers >= 1" in capsys.readouterr().err
+    assert run_cli(["bench", "--device", "gpu"]) == ExitCode.BAD_INPUT
+    assert "use auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_bench_that_measures_nothing_says_why_and_fails(vox1_home: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["--json", "bench", "--impl", "flash_attention_2", *QUICK]) == ExitCode.NOT_SUPPORTED
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert doc["schema"] == "vox1-bench/1" and doc["results"] == [] and doc["recommendation"] is None
+    assert doc["skipped"][0]["impl"] == "flash_attention_2" and "no CUDA" in doc["skipped"][0]["reason"]
+    assert "nothing could be measured" in out.err and "hint:" in out.err
+    assert last_recommendation(default_paths()) is None  # an empty run is not kept as a measurement
 
 
 @pytest.mark.parametrize(("true_max", "start", "limit", "expected", "exact"),
@@ -145,7 +178,6 @@ def test_cli_side_modules_do_not_import_torch() -> None:
 
 def test_write_recommendation_stores_the_batch_only_for_the_real_geometry(tmp_path: Path) -> None:
     from vox1_setup.commands.bench import write_recommendation
-    from vox1_setup.errors import NotSupportedError
 
     path = tmp_path / "app" / "vox1-settings.json"
     rec = {"attention_implementation": "flash_attention_2", "batch_size": 24, "reason": "measured"}
@@ -157,5 +189,19 @@ def test_write_recommendation_stores_the_batch_only_for_the_real_geometry(tmp_pa
     assert write_recommendation({"preset": {"name": "tiny"}, "recommendation": rec}, path) == {
         "attention_implementation": "sdpa"}
     assert load_settings(path).batch_size == 24
-    with pytest.raises(NotSupportedError, match="no recommendation"):
-        write_recommendation({"preset": {"name": "tiny"}, "recommendation": None}, path)
+    assert write_recommendation({"preset": {"name": "tiny"}, "recommendation": None}, path) is None
+    assert load_settings(path).attention_implementation is SDPA
+
+
+def test_the_kept_recommendation_gives_a_batch_size_only_for_vox1s_geometry() -> None:
+    rec = {"attention_implementation": "sdpa", "batch_size": 24, "reason": "measured"}
+    talker = recommendation_from({"schema": "vox1-bench/1", "preset": {"name": "qwen3-tts-talker"},
+                                  "recommendation": rec, "device_name": "NVIDIA H100", "measured_at": "2026-11-28Z"})
+    assert talker is not None and (talker.attention_implementation, talker.batch_size) == ("sdpa", 24)
+    assert talker.device_name == "NVIDIA H100" and talker.to_dict()["measured_at"] == "2026-11-28Z"
+    tiny = recommendation_from({"schema": "vox1-bench/1", "preset": {"name": "tiny"}, "recommendation": rec})
+    assert tiny is not None and tiny.batch_size is None
+    foreign: list[Any] = [None, [], {"schema": "vox1-bench/0", "preset": {}, "recommendation": rec},
+                          {"schema": "vox1-bench/1", "preset": {"name": "tiny"}, "recommendation": None}]
+    for doc in foreign:
+        assert recommendation_from(doc) is None

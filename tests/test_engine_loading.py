@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from engine.activity_log import ActivityLog
-from engine.adapters.base import LoadedModel, LoadSpec
+from engine.adapters.base import LoadSpec
 from engine.adapters.causal_lm import CausalLMAdapter, CausalLMLoaded
 from engine.attention import AttentionFacts, ModelSupport
 from engine.errors import AttentionUnavailableError, EngineExit, EngineInputError
@@ -21,7 +21,7 @@ from engine.facts import flash_attn_import_error, gather_facts
 from engine.loader import live_attention, load_model
 from engine.model_host import ModelHost
 from engine.settings import AttentionImpl, DType, EngineSettings
-from tests.support.engine_models import save_tiny_model, write_settings
+from tests.support.engine_models import StandInAdapter, save_tiny_model, write_settings
 from tests.support.venvs import write_fixture_package
 
 pytestmark = pytest.mark.slow
@@ -124,7 +124,7 @@ def test_broken_flash_attn_wheel_is_detected_and_auto_falls_back(
     # The GPU cannot exist here: the facts say Ampere, everything else is what this interpreter found.
     on_gpu = dataclasses.replace(facts, cuda_available=True, capability=(8, 6), device_name="NVIDIA RTX A4000")
     log = ActivityLog(echo=False)
-    _loaded, report = load_model(CudaStandIn(), model_path=str(models["llama"]), requested=AttentionImpl.AUTO,
+    _loaded, report = load_model(StandInAdapter(), model_path=str(models["llama"]), requested=AttentionImpl.AUTO,
                                  facts=on_gpu, device="cuda:0", dtype=DType.BFLOAT16, log=log)
     assert report.in_use == "sdpa"
     assert log.lines[0] == "Flash Attention 2.7.4 detected - attempting to use it"
@@ -132,29 +132,9 @@ def test_broken_flash_attn_wheel_is_detected_and_auto_falls_back(
     assert fallback.startswith("⚠️ Flash Attention 2 not used: flash-attn 2.7.4 is installed but")
     assert "does not import" in fallback and UNDEFINED in fallback and fallback.endswith("using sdpa instead")
     with pytest.raises(AttentionUnavailableError) as info:
-        load_model(CudaStandIn(), model_path=str(models["llama"]), requested=AttentionImpl.FLASH_ATTENTION_2,
+        load_model(StandInAdapter(), model_path=str(models["llama"]), requested=AttentionImpl.FLASH_ATTENTION_2,
                    facts=on_gpu, device="cuda:0", dtype=DType.BFLOAT16, log=ActivityLog(echo=False))
     assert info.value.check == "flash_attn_2_cuda import" and "vox1-setup install" in (info.value.hint or "")
-
-
-class CudaStandIn:
-    """Runs the real adapter on the CPU where the plan said cuda:0 (no GPU here); can fail FA2's first forward."""
-
-    def __init__(self, fail_fa2_smoke: bool = False) -> None:
-        self.inner = CausalLMAdapter()
-        self.name = "causal-lm"
-        self.fail_fa2_smoke = fail_fa2_smoke
-
-    def support(self, model_path: str) -> ModelSupport:
-        return self.inner.support(model_path)
-
-    def load(self, spec: LoadSpec) -> LoadedModel:
-        loaded = self.inner.load(dataclasses.replace(spec, device="cpu"))
-        if self.fail_fa2_smoke and spec.attention is AttentionImpl.FLASH_ATTENTION_2:
-            def smoke() -> None:
-                raise RuntimeError("FlashAttention only supports Ampere GPUs or newer.")
-            loaded.smoke = smoke  # type: ignore[method-assign]
-        return loaded
 
 
 def ampere_facts(cpu: AttentionFacts) -> AttentionFacts:
@@ -168,7 +148,7 @@ def test_transformers_refusing_fa2_at_load_falls_back_under_auto(
     fixture_flash_attn(tmp_path / "site", broken=False)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     log = ActivityLog(echo=False)
-    _loaded, report = load_model(CudaStandIn(), model_path=str(models["llama"]), requested=AttentionImpl.AUTO,
+    _loaded, report = load_model(StandInAdapter(), model_path=str(models["llama"]), requested=AttentionImpl.AUTO,
                                  facts=ampere_facts(cpu_facts), device="cuda:0", dtype=DType.BFLOAT16, log=log)
     assert [(a.impl, a.stage) for a in report.attempts] == [(AttentionImpl.FLASH_ATTENTION_2, "load"),
                                                            (AttentionImpl.SDPA, "ok")]
@@ -176,7 +156,7 @@ def test_transformers_refusing_fa2_at_load_falls_back_under_auto(
     assert any("Flash Attention 2 failed to load" in line and "using sdpa instead" in line for line in log.lines)
     # forced: our error, naming the stage, not a transformers stack trace
     with pytest.raises(AttentionUnavailableError) as info:
-        load_model(CudaStandIn(), model_path=str(models["llama"]), requested=AttentionImpl.FLASH_ATTENTION_2,
+        load_model(StandInAdapter(), model_path=str(models["llama"]), requested=AttentionImpl.FLASH_ATTENTION_2,
                    facts=ampere_facts(cpu_facts), device="cuda:0", dtype=DType.BFLOAT16, log=ActivityLog(echo=False))
     assert info.value.check == "load"
 
@@ -184,14 +164,7 @@ def test_transformers_refusing_fa2_at_load_falls_back_under_auto(
 def test_smoke_forward_failure_falls_back(models: dict[str, Path], cpu_facts: AttentionFacts) -> None:
     log = ActivityLog(echo=False)
     # transformers would accept FA2 on a Turing GPU and fail at the first forward: the smoke test catches it
-    adapter = CudaStandIn(fail_fa2_smoke=True)
-    orig = adapter.inner.load
-
-    def load_fa2_as_eager(spec: LoadSpec) -> CausalLMLoaded:  # FA2 kernels cannot run on this CPU
-        impl = AttentionImpl.EAGER if spec.attention is AttentionImpl.FLASH_ATTENTION_2 else spec.attention
-        return orig(dataclasses.replace(spec, attention=impl))
-
-    adapter.inner.load = load_fa2_as_eager  # type: ignore[method-assign]
+    adapter = StandInAdapter(fail_fa2_smoke=True, fa2_as_eager=True)  # FA2 kernels cannot run on this CPU
     _loaded, report = load_model(adapter, model_path=str(models["qwen2"]), requested=AttentionImpl.AUTO,
                                  facts=ampere_facts(cpu_facts), device="cuda:0", dtype=DType.BFLOAT16, log=log)
     assert report.attempts[0].stage == "smoke" and "Ampere" in (report.attempts[0].error or "")
@@ -231,8 +204,10 @@ def test_apply_settings_reloads_only_when_needed_and_keeps_the_old_model_on_fail
 
 
 def test_python_dash_m_engine_runs_the_pipeline(models: dict[str, Path], tmp_path: Path) -> None:
-    settings = write_settings(tmp_path / "settings.json", model_path=str(models["llama"]), max_chunk_chars=30,
-                              max_new_tokens=3, activity_log=str(tmp_path / "activity.log"))
+    app = tmp_path / "VOX-1 app"
+    app.mkdir()
+    settings = write_settings(app / "settings.json", model_path=str(models["llama"]), max_chunk_chars=30,
+                              max_new_tokens=3, activity_log="logs/activity.log")  # relative: beside the settings
     text = "Hello world. This is the engine, speaking in chunks! Nothing may be lost. Ever."
     out = subprocess.run([sys.executable, "-m", "engine", "--settings", str(settings), "--text", text, "--json"],
                          capture_output=True, text=True, cwd=ROOT, check=False)
@@ -242,8 +217,9 @@ def test_python_dash_m_engine_runs_the_pipeline(models: dict[str, Path], tmp_pat
     assert " ".join(c["text"] for c in doc["chunks"]) == text
     assert all(c["output"]["tokens"] for c in doc["chunks"])
     assert doc["load"]["live"] == {"config": "sdpa"}
-    logged = (tmp_path / "activity.log").read_text(encoding="utf-8")
+    logged = (app / "logs" / "activity.log").read_text(encoding="utf-8")
     assert "Attention implementation in use: sdpa" in logged and "Finished 4 chunks" in logged
+    assert out.stderr.count("] Progress: 4/4 chunks") == 1  # the console gets the same lines, timestamped
 
 
 def test_a_missing_model_is_bad_input(tmp_path: Path, cpu_facts: AttentionFacts) -> None:
@@ -261,3 +237,114 @@ def test_python_dash_m_engine_reports_bad_settings(tmp_path: Path) -> None:
     assert "attention_implementation" in out.stderr and "hint:" in out.stderr
     doc = json.loads(out.stdout)
     assert doc["schema"] == "vox1-engine-load/1" and doc["error"]["exit_code"] == 2
+
+
+def test_apply_settings_run_options_need_no_reload_and_a_failed_load_keeps_serving(
+        models: dict[str, Path], cpu_facts: AttentionFacts, tmp_path: Path) -> None:
+    log = ActivityLog(echo=False)
+    adapter = StandInAdapter(max_new_tokens=2)
+    start = EngineSettings(model_path=str(models["qwen2"]), attention_implementation=AttentionImpl.SDPA)
+    host = ModelHost(start, adapter, cpu_facts, log)
+    host.load()
+    first = host.loaded
+    assert isinstance(first, CausalLMLoaded) and first.max_new_tokens == 2
+    # max_new_tokens and chunking apply to the next run: same model object, new value
+    quick = host.apply_settings(start.with_value("max_new_tokens", 7).with_value("max_chunk_chars", 50))
+    assert (quick.reloaded, quick.ok) == (False, True) and host.loaded is first and len(adapter.specs) == 1
+    assert first.max_new_tokens == 7
+    # a folder with a config but no weights: support() reads it, every load fails → the old model keeps serving
+    broken = tmp_path / "no-weights"
+    broken.mkdir()
+    (broken / "config.json").write_text((models["qwen2"] / "config.json").read_text(encoding="utf-8"),
+                                        encoding="utf-8")
+    failed = host.apply_settings(host.settings.with_value("model_path", str(broken))
+                                 .with_value("attention_implementation", "auto"))
+    assert (failed.reloaded, failed.ok) == (False, False)
+    assert failed.changed == ("attention_implementation", "model_path")
+    assert failed.error is not None and "could not load" in failed.error
+    assert host.loaded is first and host.settings.model_path == str(models["qwen2"])
+    assert "still using the previous model" in log.lines[-1]
+    # dtype is a reload; bad engine options are refused before anything is loaded
+    assert host.apply_settings(host.settings.with_value("max_batch", "many")).ok is False
+    assert host.apply_settings(host.settings.with_value("dtype", "bfloat16")).reloaded
+    assert host.report is not None and host.report.dtype is DType.BFLOAT16 and adapter.specs[-1].dtype is DType.BFLOAT16
+
+
+def test_apply_settings_builds_the_adapter_the_new_settings_name(models: dict[str, Path],
+                                                                 cpu_facts: AttentionFacts) -> None:
+    start = EngineSettings(model_path=str(models["llama"]))
+    host = ModelHost(start, StandInAdapter(), cpu_facts, ActivityLog(echo=False))
+    host.load()
+    changed = host.apply_settings(start.with_value("adapter_options", {"max_new_tokens": 1}))
+    assert changed.reloaded and changed.changed == ("adapter_options",)
+    assert isinstance(host.adapter, CausalLMAdapter) and host.adapter.max_new_tokens == 1
+    unknown = host.apply_settings(host.settings.with_value("adapter", "qwen3-tts"))
+    assert not unknown.ok and "unknown model adapter 'qwen3-tts'" in (unknown.error or "")
+    assert isinstance(host.adapter, CausalLMAdapter)
+
+
+@pytest.mark.parametrize(("key", "value"), [("max_chunk_chars", 0), ("cpu_batch_size", "four"),
+                                            ("max_new_tokens", 2.5), ("adapter_options", [1]),
+                                            ("adapter_options", {"temperature": 2})])
+def test_bad_engine_options_are_bad_input_and_the_error_report_is_written(tmp_path: Path, key: str,
+                                                                          value: object) -> None:
+    from engine.__main__ import run
+
+    settings = write_settings(tmp_path / "settings.json", model_path=str(tmp_path), **{key: value})
+    report = tmp_path / "out dir" / "report.json"
+    assert run(["--settings", str(settings), "--text", "Hi.", "--output", str(report), "-q"]) == EngineExit.BAD_INPUT
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    assert doc["schema"] == "vox1-engine-load/1" and key in doc["error"]["message"] and doc["error"]["hint"]
+
+
+class Fa2OnGpu:
+    """What a working FA2 setup on an Ampere GPU gives at the adapter interface (no GPU here): the load and the
+    first forward pass succeed and the config reads back `reports`."""
+
+    name = "causal-lm"
+
+    def __init__(self, reports: str) -> None:
+        self.reports = reports
+
+    def support(self, model_path: str) -> ModelSupport:
+        return ModelSupport(head_dim=128, model_class="Qwen3ForCausalLM")
+
+    def load(self, spec: LoadSpec) -> Any:
+        reports = self.reports
+
+        class Loaded:
+            def smoke(self) -> None:
+                pass
+
+            def live_attention(self) -> dict[str, str]:
+                return {"config": reports, "config.talker_config": reports}
+
+            def close(self) -> None:
+                pass
+
+        return Loaded()
+
+
+def test_the_activity_log_says_what_users_know_when_fa2_works(cpu_facts: AttentionFacts) -> None:
+    log = ActivityLog(echo=False)
+    _loaded, report = load_model(Fa2OnGpu("flash_attention_2"), model_path="C:/VOX-1/models/Qwen3 TTS",
+                                 requested=AttentionImpl.AUTO, facts=ampere_facts(cpu_facts), device="cuda:0",
+                                 dtype=DType.BFLOAT16, log=log)
+    assert report.in_use == "flash_attention_2" and not report.fell_back
+    assert log.lines == [
+        "Flash Attention 2.7.4 detected - attempting to use it",
+        "Loading C:/VOX-1/models/Qwen3 TTS with attention_implementation=flash_attention_2, dtype=bfloat16, "
+        "device=cuda:0",
+        "✅ Flash Attention 2 enabled successfully",
+        "Attention implementation in use: flash_attention_2 (config=flash_attention_2, "
+        "config.talker_config=flash_attention_2)",
+    ]
+
+
+def test_what_the_model_reports_wins_over_what_was_asked(cpu_facts: AttentionFacts) -> None:
+    log = ActivityLog(echo=False)
+    _loaded, report = load_model(Fa2OnGpu("sdpa"), model_path="m", requested=AttentionImpl.AUTO,
+                                 facts=ampere_facts(cpu_facts), device="cuda:0", dtype=DType.BFLOAT16, log=log)
+    assert (report.used, report.in_use) == (AttentionImpl.FLASH_ATTENTION_2, "sdpa")
+    assert "⚠️ requested flash_attention_2 but the model reports sdpa" in log.lines
+    assert "✅ Flash Attention 2 enabled successfully" not in log.lines

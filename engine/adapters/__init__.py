@@ -21,5 +21,9 @@ def get_adapter(name: str, options: Mapping[str, Any] | None = None) -> ModelAda
     if name == "causal-lm":
         from engine.adapters.causal_lm import CausalLMAdapter
 
-        return CausalLMAdapter(**dict(options or {}))
+        try:
+            return CausalLMAdapter(**dict(options or {}))
+        except (TypeError, ValueError) as exc:
+            raise EngineInputError(f"invalid settings: adapter_options for {name}: {exc}",
+                                   "allowed: max_new_tokens (integer), local_files_only (true/false)") from exc
     raise EngineInputError(f"unknown model adapter {name!r}", f"use one of: {', '.join(ADAPTERS)}")

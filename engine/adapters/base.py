@@ -26,6 +26,9 @@ class LoadedModel(Protocol):
     def generate(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """One JSON-able output per input, same order. May raise an out-of-memory error."""
 
+    def configure(self, options: Mapping[str, Any]) -> None:
+        """Apply run options (e.g. `max_new_tokens`) without reloading; unknown keys are ignored."""
+
     def live_attention(self) -> dict[str, str]:
         """Implementation actually in use per config (`model.config._attn_implementation` and sub-configs)."""
 

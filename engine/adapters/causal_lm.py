@@ -7,7 +7,7 @@ Batches are left-padded so that greedy generation matches the unbatched result.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +102,9 @@ class CausalLMLoaded:
                 self.tokenizer.decode(tokens, skip_special_tokens=True)
             results.append({"tokens": tokens, "text": text})
         return results
+
+    def configure(self, options: Mapping[str, Any]) -> None:
+        self.max_new_tokens = int(options.get("max_new_tokens", self.max_new_tokens))
 
     def live_attention(self) -> dict[str, str]:
         return live_attention(self.model.config)
