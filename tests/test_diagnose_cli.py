@@ -122,3 +122,10 @@ def test_a_legacy_windows_code_page_does_not_crash_the_output(tmp_path: Path) ->
                           capture_output=True, env=env, check=False, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert b"[gpu-unsupported]" in proc.stdout
+
+
+def test_quiet_prints_only_the_result_line(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert run_cli(["-q", "explain-error", ABI_TEXT]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("abi-mismatch: ")

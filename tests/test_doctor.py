@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -18,11 +18,9 @@ from vox1_setup.doctor import (
     GROUPS,
     CheckStatus,
     DoctorFacts,
-    ImportCheck,
     WheelPick,
     examine,
     fa2_blockers,
-    parse_flash_import,
     report_to_dict,
     torch_runs_on,
 )
@@ -37,6 +35,7 @@ from vox1_setup.environment import (
 )
 from vox1_setup.errors import ExitCode
 from vox1_setup.render import render_checks, render_json, render_report
+from vox1_setup.target import ImportCheck, parse_flash_import
 
 ARCHS_CU128 = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")
 ARCHS_CU126 = ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")
@@ -262,8 +261,17 @@ def test_forced_fa2_that_does_not_import_fails() -> None:
 
 
 def test_invalid_settings_file_fails_with_its_message() -> None:
-    r = by_id(facts(machine(), settings=None, settings_error="batch_size: 0 is not allowed"))
+    r = by_id(facts(machine(), settings=None, settings_error="batch_size: 0 is not allowed",
+                    settings_error_key="batch_size"))
     assert r["settings"].status is CheckStatus.FAIL and "batch_size" in r["settings"].summary
+    assert r["_report"].recommendation.next_command == "vox1-setup settings set batch_size VALUE"
+
+
+def test_unreadable_settings_file_points_to_reset() -> None:
+    r = by_id(facts(machine(), settings=None, settings_error="/cfg/settings.json is not valid JSON (line 1)",
+                    settings_error_key="(file)"))
+    assert r["settings"].status is CheckStatus.FAIL and "cannot be read" in r["settings"].summary
+    assert r["_report"].recommendation.next_command == "vox1-setup settings reset"
 
 
 def test_eager_and_missing_model_path_warn() -> None:
@@ -428,3 +436,82 @@ def test_kernels_package_is_mentioned_when_flash_attn_is_absent() -> None:
     env = replace(machine(), packages={"kernels": "0.10.0"})
     r = by_id(facts(env))
     assert any("kernels" in d for d in r["flash-attn"].details)
+
+
+# --- the issue's check list, one row per item: a machine where it passes and one where it does not ------------
+
+FA2_FORCED = EngineSettings().with_value("attention_implementation", "flash_attention_2")
+BROKEN_IMPORT = ImportCheck(installed=True, ok=False, error="ImportError: undefined symbol: _ZN3c104cuda9SetDeviceEi")
+
+
+class IssueCheck(NamedTuple):
+    item: str  # the issue's words
+    check_id: str
+    good: DoctorFacts  # a machine where the check passes
+    bad: DoctorFacts  # a machine where it does not
+    status: CheckStatus  # what it reports there
+    needle: str  # words the report must contain there
+
+
+ISSUE_CHECKS = [
+    IssueCheck("OS/architecture supported", "os", facts(machine()),
+               facts(machine(os_name="windows", arch="arm64")), CheckStatus.WARN, "no FlashAttention 2 wheels"),
+    IssueCheck("target Python found and its version", "python", facts(machine()),
+               facts(replace(machine(), python=PythonInfo("3.10.14", implementation="pypy"))), CheckStatus.WARN,
+               "need CPython"),
+    IssueCheck("torch installed", "torch", facts(machine()), facts(machine(torch=None, cuda=None)),
+               CheckStatus.FAIL, "not installed"),
+    IssueCheck("torch importable", "torch", facts(machine()),
+               facts(machine(torch=None, import_error="ImportError: libc10.so: cannot open shared object file")),
+               CheckStatus.FAIL, "does not import"),
+    IssueCheck("torch: CUDA build, CPU-only or ROCm", "torch", facts(machine()),
+               facts(machine(torch="2.8.0+rocm6.4", hip="6.4", cuda=None, cc=None, driver=None, arch_list=())),
+               CheckStatus.WARN, "ROCm"),
+    IssueCheck("torch sees the GPU", "torch-gpu", facts(machine()), facts(machine(cuda_available=False)),
+               CheckStatus.FAIL, "cannot use the GPU"),
+    IssueCheck("NVIDIA driver present", "driver", facts(machine()),
+               facts(machine(driver=None, cuda_available=False)), CheckStatus.FAIL, "no NVIDIA driver"),
+    IssueCheck("driver max CUDA >= torch's CUDA major floor (Linux)", "driver",
+               facts(machine(driver="525.60.13", driver_cuda="12.0")),  # 12.0's driver runs a cu128 torch
+               facts(machine(driver="520.61.05", driver_cuda="11.8")), CheckStatus.FAIL, "525.60.13"),
+    IssueCheck("driver max CUDA >= torch's CUDA major floor (Windows)", "driver",
+               facts(machine(os_name="windows", arch="amd64", driver="527.41", driver_cuda="12.0")),
+               facts(machine(os_name="windows", arch="amd64", driver="522.06", driver_cuda="11.8")),
+               CheckStatus.FAIL, "527.41"),
+    IssueCheck("torch supports the GPU's architecture", "gpu-arch", facts(machine(cc="12.0")),
+               facts(machine(cc="12.0", torch="2.7.1+cu126", cuda="12.6", arch_list=ARCHS_CU126)),
+               CheckStatus.FAIL, "no code for sm_120"),
+    IssueCheck("GPU capability >= 8.0 for FA2", "gpu-capability", facts(machine(cc="8.0")),
+               facts(machine(cc="7.5", arch_list=ARCHS_CU126), wheel=None), CheckStatus.WARN, "older than Ampere"),
+    IssueCheck("VRAM and free VRAM", "vram", facts(machine()), facts(machine(free_mib=1200)), CheckStatus.WARN,
+               "1.2 GiB free"),
+    IssueCheck("flash-attn installed, its version vs the resolver's pick", "flash-attn",
+               facts(machine(flash="2.8.3")), facts(machine(flash="2.6.3")), CheckStatus.WARN, "would pick 2.8.3"),
+    IssueCheck("flash-attn imports (subprocess, time-bounded), else the cause", "flash-attn-import",
+               facts(machine(flash="2.8.3")), facts(machine(flash="2.8.3"), flash_import=BROKEN_IMPORT),
+               CheckStatus.FAIL, "another torch version"),
+    IssueCheck("a wheel exists in the manifest for this machine", "wheel", facts(machine()),
+               facts(machine(), wheel=None, wheel_advice=("no wheel for Python 3.14",)), CheckStatus.WARN,
+               "no prebuilt wheel"),
+    IssueCheck("free disk for the cache", "disk", facts(machine()), facts(machine(), disk_free_bytes=300 * 1024**2),
+               CheckStatus.WARN, "300 MiB free"),
+    IssueCheck("an interrupted install in the journal", "journal", facts(machine()),
+               facts(machine(), interrupted=("install started today (journal entry e1)",)), CheckStatus.FAIL,
+               "interrupted"),
+    IssueCheck("settings consistent: flash_attention_2 forced but not importable", "settings",
+               facts(machine(flash="2.8.3"), settings=FA2_FORCED),
+               facts(machine(flash="2.8.3"), settings=FA2_FORCED, flash_import=BROKEN_IMPORT), CheckStatus.FAIL,
+               "does not import"),
+]
+
+
+@pytest.mark.parametrize("case", ISSUE_CHECKS, ids=[c.item for c in ISSUE_CHECKS])
+def test_each_check_of_the_issue_passes_and_fails_where_it_should(case: IssueCheck) -> None:
+    good = by_id(case.good)[case.check_id]
+    assert good.status is CheckStatus.PASS, good
+    bad = by_id(case.bad)[case.check_id]
+    assert bad.status is case.status, bad
+    assert case.needle in " ".join((bad.summary, *bad.details)), bad
+    if bad.status is CheckStatus.FAIL:
+        assert bad.fix
+        assert examine(case.bad).exit_code == ExitCode.CHECKS_FAILED

@@ -200,3 +200,59 @@ def test_the_current_folder_does_not_shadow_the_target_packages(tmp_path: Path, 
     monkeypatch.chdir(decoy)
     _code, doc = _doctor(capsys, "--python", str(py))
     assert _checks(doc)["flash-attn-import"]["status"] == "pass"
+
+
+def test_a_torch_that_kills_the_interpreter_still_gives_a_report(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    py = make_venv(tmp_path / "venv", pip=False)
+    write_fixture_package(site_packages(tmp_path / "venv"), "torch", {
+        "torch/__init__.py": "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"}, "2.7.1+cu128")
+    write_fixture_package(site_packages(tmp_path / "venv"), "flash_attn", FLASH_OK, "2.8.3")
+    code, doc = _doctor(capsys, "--python", str(py))
+    checks = _checks(doc)
+    assert code == ExitCode.CHECKS_FAILED
+    assert checks["torch"]["status"] == "fail" and "does not import" in checks["torch"]["summary"]
+    assert "SIGSEGV" in doc["environment"]["torch"]["import_error"]
+    assert checks["flash-attn-import"]["status"] == "skip" and "torch does not import" in checks[
+        "flash-attn-import"]["summary"]
+    assert doc["environment"]["python"]["version"]  # the rest of the machine was still detected
+
+
+def test_a_torch_that_hangs_is_bounded_by_the_timeout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    py = make_venv(tmp_path / "venv", pip=False)
+    write_fixture_package(site_packages(tmp_path / "venv"), "torch", {
+        "torch/__init__.py": "import time\ntime.sleep(60)\n"}, "2.7.1+cu128")
+    started = time.monotonic()
+    code, doc = _doctor(capsys, "--python", str(py), "--timeout", "2")
+    assert time.monotonic() - started < 20
+    assert code == ExitCode.CHECKS_FAILED
+    assert "timed out after 2 s" in doc["environment"]["torch"]["import_error"]
+
+
+def test_a_folder_is_accepted_as_the_target(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "imports.log"
+    monkeypatch.setenv("TORCH_FIXTURE_IMPORT_LOG", str(log))
+    _venv(tmp_path / "VOX-1 (x86)" / "system_python", flash=FLASH_OK)
+    _code, doc = _doctor(capsys, "--python", str(tmp_path / "VOX-1 (x86)" / "system_python"))
+    assert _checks(doc)["flash-attn-import"]["status"] == "pass"
+    assert log.read_text().count("imported") == 1
+
+
+def test_doctor_uses_only_the_public_face_of_the_probe_package() -> None:
+    """The probe package changes under its own owner: doctor may use what its __init__ exports and its
+    documented script, nothing else."""
+    import ast
+
+    import vox1_setup.probe
+
+    public = set(vox1_setup.probe.__all__)
+    root = Path(__file__).resolve().parents[1] / "vox1_setup"
+    for name in ("doctor.py", "target.py", "wizard.py", "commands/doctor.py", "commands/wizard.py",
+                 "commands/run.py", "commands/explain.py"):
+        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vox1_setup.probe"):
+                assert node.module == "vox1_setup.probe", f"{name} imports {node.module}"
+                assert {a.name for a in node.names} <= public, name

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.venvs import make_venv, site_packages, write_fixture_package
+from tests.support.recording_engine import make_engine_python, recorded
 from vox1_setup.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,14 +223,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def vox_python(tmp_path: Path) -> Path:
     """VOX-1's Python with a recording engine (no torch: the wizard has nothing to install there)."""
-    root = tmp_path / "system_python"
-    py = make_venv(root, pip=False)
-    write_fixture_package(site_packages(root), "engine", {
-        "engine/__init__.py": "",
-        "engine/__main__.py": ("import json, os, sys\nopen(os.environ['ENGINE_RECORD'], 'w').write("
-                               "json.dumps(sys.argv[1:]))\nsys.exit(int(os.environ.get('ENGINE_EXIT', '0')))\n"),
-    }, "0.1.0", dist_name="engine-fixture")
-    return py
+    return make_engine_python(tmp_path / "system_python")
 
 
 @pytest.mark.parametrize("case", [
@@ -283,7 +276,7 @@ def test_run_bat_hands_over_to_the_engine_with_the_user_arguments(app: Path, vox
     runner = cli_runner(monkeypatch, {"VOX1_PYTHON": str(vox_python), "ENGINE_RECORD": str(record)})
     result = walk(RUN_BAT, world, runner)
     assert result.commands[0][-5:] == ["vox1_setup", "run", "--", "--text", "hello world"]
-    assert json.loads(record.read_text(encoding="utf-8")) == ["--settings", str(app / "vox1-settings.json"),
+    assert recorded(record)["argv"] == ["--settings", str(app / "vox1-settings.json"),
                                                               "--text", "hello world"]
     assert result.exit_code == 0 and not result.paused  # a normal close needs no key press
 

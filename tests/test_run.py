@@ -8,20 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.venvs import make_venv, site_packages, write_fixture_package
+from tests.support.recording_engine import make_engine_python, recorded
+from tests.support.venvs import make_venv
 from vox1_setup.cli import run_cli
 from vox1_setup.errors import ExitCode
-
-RECORDING_ENGINE = {
-    "engine/__init__.py": "",
-    "engine/__main__.py": (
-        "import json, os, sys\n"
-        "with open(os.environ['ENGINE_RECORD'], 'w', encoding='utf-8') as fh:\n"
-        "    json.dump({'argv': sys.argv[1:], 'executable': sys.executable}, fh)\n"
-        "print('engine: Attention implementation in use: sdpa')\n"
-        "sys.exit(int(os.environ.get('ENGINE_EXIT', '0')))\n"
-    ),
-}
 
 
 @pytest.fixture(autouse=True)
@@ -34,16 +24,13 @@ def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "VOX-1 (x86)" / "system_python"
     root.parent.mkdir()
-    py = make_venv(root, pip=False)
-    write_fixture_package(site_packages(root), "engine", RECORDING_ENGINE, "0.1.0", dist_name="vox1-engine-fixture")
+    py = make_engine_python(root)
     monkeypatch.setenv("ENGINE_RECORD", str(tmp_path / "record.json"))
     return py
 
 
 def _record(tmp_path: Path) -> dict[str, object]:
-    data = json.loads((tmp_path / "record.json").read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
+    return recorded(tmp_path / "record.json")
 
 
 def test_hand_off_passes_settings_and_arguments(target: Path, tmp_path: Path, vox1_home: Path,
@@ -117,3 +104,42 @@ def test_dry_run_json(target: Path, vox1_home: Path, capsys: pytest.CaptureFixtu
     assert doc["argv"][1:] == ["-m", "engine", "--settings", str(vox1_home / "config" / "settings.json"),
                                "--text", "x"]
     assert not (tmp_path / "record.json").exists()
+
+
+def test_only_the_first_double_dash_is_the_separator(target: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["run", "--python", str(target), "--dry-run", "--json", "--", "--input", "-", "--", "x"]) == 0
+    assert json.loads(capsys.readouterr().out)["argv"][-4:] == ["--input", "-", "--", "x"]
+
+
+def test_the_engine_accepts_exactly_what_run_passes(target: Path, tmp_path: Path, vox1_home: Path) -> None:
+    """The recorded command line goes through the real engine's own parser and settings loader."""
+    from engine.__main__ import _parser
+    from engine.settings import load_settings
+
+    settings = tmp_path / "my settings" / "vox1-settings.json"
+    settings.parent.mkdir()
+    settings.write_text('{"attention_implementation": "sdpa", "batch_size": 3, "future_key": 1}', encoding="utf-8")
+    code = run_cli(["run", "--python", str(target), "--settings-file", str(settings), "--", "--text", "a -- b",
+                    "--json"])
+    assert code == 0
+    argv = _record(tmp_path)["argv"]
+    assert isinstance(argv, list)
+    args = _parser().parse_args(argv)
+    assert args.settings == settings and args.text == "a -- b" and args.json
+    loaded = load_settings(args.settings)
+    assert loaded.batch_size == 3 and loaded.extra == {"future_key": 1}
+
+
+def test_run_resolves_a_vox1_folder_and_warns_for_an_install_made_through_another_spelling(
+        target: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """`install --python .../bin/python` then `run --python <folder>`: the same interpreter, so the warning shows."""
+    from vox1_setup.installer import target_id
+    from vox1_setup.journal import Action, Journal
+    from vox1_setup.paths import default_paths
+
+    entry = Journal(default_paths()).begin(Action.INSTALL, target_id(str(target)))
+    entry.doc["pid"] = 2**22 + 4322
+    entry.save()
+    assert run_cli(["run", "--python", str(target.parents[1])]) == 0
+    assert entry.id in capfd.readouterr().err
+    assert (tmp_path / "record.json").exists()

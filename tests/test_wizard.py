@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -10,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.install_fixtures import flash_version, write_env, write_manifest
-from tests.support.venvs import make_venv, site_packages, write_fixture_package
+from tests.support.recording_engine import make_engine_python, recorded
+from tests.support.venvs import make_venv
 from tests.support.wheels import build_wheel
 from tests.test_doctor import machine
 from vox1_setup.cli import run_cli
@@ -114,19 +116,13 @@ def test_json_report(bare: Path) -> None:
 
 
 def test_offers_to_start_vox1_and_hands_over(tmp_path: Path) -> None:
-    root = tmp_path / "target"
-    py = make_venv(root, pip=False)
-    write_fixture_package(site_packages(root), "engine", {
-        "engine/__init__.py": "",
-        "engine/__main__.py": ("import json, os, sys\nopen(os.environ['ENGINE_RECORD'], 'w').write("
-                               "json.dumps(sys.argv[1:]))\nsys.exit(3)\n"),
-    }, "0.1.0", dist_name="engine-fixture")
+    py = make_engine_python(tmp_path / "target")
     record = tmp_path / "record.json"
     settings = tmp_path / "s.json"
     code, out, _err = drive(["wizard", "--python", str(py), "--interactive", "--settings-file", str(settings)],
-                            "\n\ny\n", ENGINE_RECORD=str(record))
+                            "\n\ny\n", ENGINE_RECORD=str(record), ENGINE_EXIT="3")
     assert "Start VOX-1 now?" in out
-    assert json.loads(record.read_text(encoding="utf-8")) == ["--settings", str(settings)]
+    assert recorded(record)["argv"] == ["--settings", str(settings)]
     assert code == 3  # the engine's exit code
 
 
@@ -199,7 +195,7 @@ def test_a_broken_install_of_the_right_version_is_repaired(gpu_world: dict[str, 
     assert code == 0, out + err
     assert "installed but does not import" in out and "another torch version" in out
     assert "Repair flash-attn 2.8.3" in out and "installed and verified" in out
-    from vox1_setup.doctor import import_flash_attn
+    from vox1_setup.target import import_flash_attn
 
     assert import_flash_attn(str(w["python"])).ok
 
@@ -244,3 +240,96 @@ def test_machine_summary_in_plain_words() -> None:
     text = "\n".join(machine_summary(machine(flash="2.8.3")))
     assert "NVIDIA GeForce RTX 4090 (8.9, Ada), 24 GB (21.5 GB free)" in text
     assert "torch:      2.8.0+cu128 (NVIDIA CUDA 12.8)" in text and "flash-attn: 2.8.3" in text
+
+
+# --- every branch driven through the CLI: machines described by a vox1-env/1 file over a real venv -----------
+
+
+def _env_file(path: Path, **machine_kw: Any) -> Path:
+    from vox1_setup.environment import environment_to_dict
+
+    path.write_text(json.dumps(environment_to_dict(machine(**machine_kw))), encoding="utf-8")
+    return path
+
+
+ROCM = {"torch": "2.8.0+rocm6.4", "cuda": None, "hip": "6.4", "cc": None, "driver": None, "arch_list": ()}
+
+
+@pytest.mark.parametrize(("machine_kw", "reason"), [
+    ({"cc": "7.5", "gpu_name": "NVIDIA GeForce RTX 2080 Ti"}, "older than Ampere"),
+    ({**CPU, "cuda_available": False, "arch_list": ()}, "CPU-only build"),
+    ({"torch": "2.8.0+cpu", "cuda": None, "cuda_available": False, "arch_list": ()}, "CPU-only build"),
+    (ROCM, "AMD ROCm"),
+], ids=["turing", "no-gpu", "cpu-torch-on-a-gpu-machine", "amd-rocm"])
+def test_where_fa2_cannot_work_it_says_why_installs_nothing_and_sets_sdpa(
+        machine_kw: dict[str, Any], reason: str, bare: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    env = _env_file(tmp_path / "env.json", **machine_kw)
+    manifest = write_manifest(tmp_path / "wheels.json", [(build_wheel(tmp_path / "wheels"), "file:///x.whl", False)])
+    code, out, err = drive(["wizard", "--python", str(bare), "--env", str(env), "--manifest", str(manifest),
+                            "--settings-file", str(settings), "--interactive"], "\n\n")
+    assert code == 0, out + err
+    assert "cannot work on this machine" in out and reason in out
+    assert "Install flash-attn" not in out and "3. Install" not in out
+    assert "Attention implementation (auto, sdpa, eager) [sdpa]:" in out  # flash_attention_2 is not even offered
+    assert _settings(settings)["attention_implementation"] == "sdpa"
+
+
+@pytest.mark.parametrize("interrupted_at", [0, 1, 2], ids=["install-question", "attention", "batch-size"])
+def test_ctrl_c_at_any_question_leaves_nothing_written(interrupted_at: int, gpu_world: dict[str, Path],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Questions come before changes: Ctrl-C at any of them installs nothing and writes no settings."""
+    import click
+
+    from tests.support.install_fixtures import snapshot
+
+    w = gpu_world
+    before = snapshot(w["python"])
+    asked: list[str] = []
+    real: dict[str, Callable[..., Any]] = {"confirm": click.confirm, "prompt": click.prompt}
+
+    def interrupting(kind: str) -> Any:
+        def ask(question: str, *args: Any, **kwargs: Any) -> Any:
+            asked.append(question)
+            if len(asked) - 1 == interrupted_at:
+                raise KeyboardInterrupt
+            return real[kind](question, *args, **kwargs)
+        return ask
+
+    monkeypatch.setattr(click, "confirm", interrupting("confirm"))
+    monkeypatch.setattr(click, "prompt", interrupting("prompt"))
+    code, _out, err = drive(["wizard", "--python", str(w["python"]), "--env", str(w["env"]), "--manifest",
+                             str(w["manifest"]), "--settings-file", str(w["settings"]), "--interactive"], "y\n\n\n")
+    assert code == ExitCode.ABORTED and "aborted" in err
+    assert len(asked) == interrupted_at + 1
+    assert not w["settings"].exists()
+    assert snapshot(w["python"]) == before  # nothing installed
+
+
+def test_ctrl_c_at_the_start_offer_keeps_the_finished_setup_and_starts_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    py = make_engine_python(tmp_path / "target")
+
+    def confirm(question: str, *args: Any, **kwargs: Any) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(click, "confirm", confirm)
+    settings, record = tmp_path / "s.json", tmp_path / "record"
+    code, _out, _err = drive(["wizard", "--python", str(py), "--interactive", "--settings-file", str(settings)],
+                            "\n\n", ENGINE_RECORD=str(record))
+    assert code == ExitCode.ABORTED
+    assert _settings(settings)["attention_implementation"] == "sdpa"  # the setup itself was complete
+    assert not record.exists()
+
+
+def test_an_install_chosen_with_flash_attention_2_that_fails_falls_back_to_auto(gpu_world: dict[str, Path]) -> None:
+    w = gpu_world
+    code, out, _err = drive(["wizard", "--python", str(w["python"]), "--env", str(w["env"]), "--manifest",
+                             str(w["missing"]), "--settings-file", str(w["settings"]), "--interactive"],
+                            "y\nflash_attention_2\n2\n")
+    assert code != 0 and "rolled back" in out
+    assert "auto instead of flash_attention_2" in out
+    doc = _settings(w["settings"])
+    assert doc["attention_implementation"] == "auto" and doc["batch_size"] == 2

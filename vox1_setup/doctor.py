@@ -3,15 +3,13 @@
 Everything above the gathering step is pure: each check is a function of `DoctorFacts` (an Environment, the
 resolver's pick, the settings, the journal state, free disk, and the outcome of importing flash-attn in the
 target) returning a `CheckResult`. The exit code comes from the records. `gather()` is the only place that
-runs anything: one process in the target answers the probe and then imports flash-attn (torch imported
-once; see docs/doctor.md).
+runs anything; the target process itself (probe, then the flash-attn import: torch imported once) is
+`vox1_setup.target.detect_and_import`.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -24,6 +22,7 @@ from vox1_setup.errors import ExitCode
 from vox1_setup.knowledge import arch
 from vox1_setup.knowledge.drivers import driver_supports_cuda_major, major_floor, parse_driver
 from vox1_setup.paths import Paths
+from vox1_setup.target import ImportCheck
 
 if TYPE_CHECKING:
     from vox1_setup.manifest import Manifest, WheelEntry
@@ -80,18 +79,6 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class ImportCheck:
-    """The outcome of `import flash_attn, flash_attn_2_cuda` in the target."""
-
-    installed: bool
-    ok: bool = False
-    version: str | None = None
-    error: str | None = None
-    timed_out: bool = False
-    seconds: float | None = None
-
-
-@dataclass(frozen=True)
 class WheelPick:
     """The wheel the resolver would install here."""
 
@@ -109,6 +96,7 @@ class DoctorFacts:
     manifest_error: str | None = None
     settings: EngineSettings | None = None
     settings_error: str | None = None
+    settings_error_key: str | None = None  # the key named by the error; "(file)" when the file is unreadable
     settings_path: str | None = None
     settings_exists: bool = False
     model_path_exists: bool | None = None  # None: not a local path, or not set
@@ -517,8 +505,15 @@ def check_journal(f: DoctorFacts) -> CheckResult:
 def check_settings(f: DoctorFacts) -> CheckResult:
     where = (f.settings_path,) if f.settings_path else ()
     if f.settings_error:
+        key = f.settings_error_key
+        if key is None or key.startswith("(") or key == "schema":
+            return CheckResult("settings", "settings", CheckStatus.FAIL,
+                               f"the settings file cannot be read: {f.settings_error}", where,
+                               "Start over with `vox1-setup settings reset` (keys this version does not know are "
+                               "kept when they can be read), or fix the file by hand.")
         return CheckResult("settings", "settings", CheckStatus.FAIL, f"settings are invalid: {f.settings_error}",
-                           where, "Fix it with `vox1-setup settings set KEY VALUE` (or `vox1-setup settings reset`).")
+                           where, f"Set an allowed value: `vox1-setup settings set {key} VALUE`, or start over with "
+                                  "`vox1-setup settings reset`.")
     s = f.settings or EngineSettings()
     t, fa = f.env.torch, f.env.flash_attn
     problems: list[str] = []
@@ -652,132 +647,6 @@ def report_to_dict(report: DoctorReport, env: Environment | None = None) -> dict
 # ------------------------------------------------------------------------------------------------------------
 # The gathering step (effects). Kept apart from the checks above.
 
-FLASH_IMPORT_TIMEOUT = 120.0
-FLASH_IMPORT_SCHEMA = "vox1-flash-import/1"
-
-# Runs inside the target; stdlib only. torch is imported (by flash_attn) only when flash_attn is installed.
-FLASH_IMPORT_SCRIPT = r"""
-import json, sys, time, traceback
-out = {"schema": "vox1-flash-import/1", "installed": False, "ok": False}
-try:
-    import importlib.util
-    out["installed"] = importlib.util.find_spec("flash_attn") is not None
-except Exception:
-    out["installed"] = False
-if out["installed"]:
-    t0 = time.time()
-    try:
-        import flash_attn
-        import flash_attn_2_cuda
-        out["ok"] = True
-        out["version"] = getattr(flash_attn, "__version__", None)
-    except BaseException:
-        out["error"] = traceback.format_exc()[-4000:]
-    out["seconds"] = round(time.time() - t0, 3)
-"""
-
-# One process in the target for both questions, so torch is imported once: the detection probe runs first
-# (its JSON answer goes to stdout as usual), then flash_attn is imported with torch already loaded and the
-# outcome is written to a file (argv[2]); anything printed after the answer is sent to stderr.
-PROBE_THEN_IMPORT = r"""
-import json, os, runpy, sys
-if sys.path and sys.path[0] == "":
-    del sys.path[0]  # as when the probe runs by path: the current folder must not shadow the target's packages
-probe_path, result_path = sys.argv[1], sys.argv[2]
-sys.argv = [probe_path]
-code = runpy.run_path(probe_path, run_name="vox1_target_probe")["main"]([])
-sys.stdout.flush()
-try:
-    os.dup2(2, 1)
-except OSError:
-    pass
-""" + FLASH_IMPORT_SCRIPT + r"""
-with open(result_path, "w") as fh:
-    json.dump(out, fh)
-sys.exit(code)
-"""
-
-
-def parse_flash_import(stdout: str, timed_out: bool, stderr: str = "", seconds: float | None = None) -> ImportCheck:
-    """The JSON line the import script prints; a crash (segfault, abort) leaves stderr as the error."""
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if isinstance(doc, dict) and doc.get("schema") == FLASH_IMPORT_SCHEMA:
-                return ImportCheck(installed=bool(doc.get("installed")), ok=bool(doc.get("ok")),
-                                   version=doc.get("version"), error=doc.get("error"),
-                                   seconds=doc.get("seconds"))
-    if timed_out:
-        return ImportCheck(installed=True, timed_out=True, seconds=seconds)
-    return ImportCheck(installed=True, error=stderr.strip()[-4000:] or "the interpreter exited without an answer",
-                       seconds=seconds)
-
-
-def import_flash_attn(python: str, timeout: float = FLASH_IMPORT_TIMEOUT) -> ImportCheck:
-    """`import flash_attn, flash_attn_2_cuda` in a fresh target process (imports torch when installed)."""
-    from vox1_setup import subproc
-
-    script = FLASH_IMPORT_SCRIPT + 'sys.stdout.write("\\n" + json.dumps(out) + "\\n")\n'
-    result = subproc.run([python, "-c", script], timeout=timeout)
-    return parse_flash_import(result.stdout, result.timed_out, result.stderr, timeout if result.timed_out else None)
-
-
-def detect_and_import(target: str, *, paths: Paths, timeout: float) -> tuple[Environment, ImportCheck | None]:
-    """The Environment (as `detect_environment` builds it) and the flash-attn import check, from ONE target
-    process. Falls back to `detect_environment` when that process gives no probe answer (torch crashed or
-    hung): the import check is then not attempted (None)."""
-    import os
-    import platform
-    import tempfile
-    from concurrent.futures import ThreadPoolExecutor
-
-    from vox1_setup import subproc
-    from vox1_setup.probe import detect_environment
-    from vox1_setup.probe.detect import assemble
-    from vox1_setup.probe.host import disk_free, host_facts
-    from vox1_setup.probe.interpreter import PROBE_SCRIPT, facts_from_probe, parse_probe_output
-    from vox1_setup.probe.nvidia import detect_nvidia
-
-    os_name = platform.system().lower()
-    fd, result_file = tempfile.mkstemp(prefix="vox1-flash-import-", suffix=".json")
-    os.close(fd)
-    try:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vox1-doctor-detect") as pool:
-            nvidia_future = pool.submit(detect_nvidia, os_name)
-            host_future = pool.submit(host_facts, {"cache": str(paths.cache)})
-            started = time.monotonic()
-            result = subproc.run([target, "-c", PROBE_THEN_IMPORT, str(PROBE_SCRIPT), result_file],
-                                 timeout=timeout)
-            seconds = time.monotonic() - started
-            doc = parse_probe_output(result.stdout)
-            nvidia = nvidia_future.result()
-            host = host_future.result()
-        if doc is None or "fatal" in doc:
-            return detect_environment(target, paths=paths, timeout=timeout), None
-        facts = facts_from_probe(doc)
-        from dataclasses import replace as _replace
-
-        facts = _replace(facts, seconds=round(seconds, 3))
-        host["disk"].update(disk_free({"site_packages": facts.python.site_packages}))
-        env = assemble(facts, nvidia, host)
-        text = Path(result_file).read_text(encoding="utf-8") if Path(result_file).stat().st_size else ""
-    finally:
-        Path(result_file).unlink(missing_ok=True)
-    if text:
-        flash = parse_flash_import(text.replace("\n", " "), False)
-    elif result.timed_out:
-        flash = ImportCheck(installed=True, timed_out=True, seconds=timeout)
-    else:
-        flash = ImportCheck(installed=True, error=(f"the interpreter crashed while importing flash_attn "
-                                                   f"(exit {result.returncode}): {result.stderr.strip()[-3000:]}"))
-    if env.flash_attn is None:
-        flash = ImportCheck(installed=False)
-    return env, flash
-
-
 def wheel_pick(entry: WheelEntry) -> WheelPick:
     return WheelPick(version=entry.flash_attn_version, filename=entry.filename, size_bytes=entry.size)
 
@@ -826,14 +695,10 @@ def _looks_local(model_path: str) -> bool:
 
 
 def _same_python(journal_python: str, env: Environment, python: str | None) -> bool:
-    import os
+    from vox1_setup.target import same_target
 
-    # Compare spellings, not resolved files: venvs symlink to the same base interpreter.
-    def norm(p: str) -> str:
-        return os.path.normcase(os.path.abspath(p))  # noqa: PTH100 (resolve() would follow the symlink)
-
-    names = {norm(n) for n in (env.python.executable, python) if n}
-    return not names or norm(journal_python) in names
+    names = [n for n in (env.python.executable, python) if n]
+    return not names or any(same_target(journal_python, n) for n in names)
 
 
 def gather(python: str | None, *, paths: Paths, settings_path: Path, manifest_option: str | None = None,
@@ -849,19 +714,20 @@ def gather(python: str | None, *, paths: Paths, settings_path: Path, manifest_op
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vox1-doctor") as pool:
         detect_future = None
         if env is None:
-            from vox1_setup.probe.interpreter import resolve_target
+            from vox1_setup.target import detect_and_import
 
-            detect_future = pool.submit(detect_and_import, resolve_target(python), paths=paths, timeout=timeout)
+            detect_future = pool.submit(detect_and_import, python, paths=paths, timeout=timeout)
         manifest, manifest_error = load_manifest_or_error(manifest_option, paths)
         if detect_future is not None:
             env, flash = detect_future.result()
     assert env is not None
     settings: EngineSettings | None = None
-    settings_error = None
+    settings_error = settings_key = None
     try:
         settings = load_settings(settings_path)
     except SettingsError as exc:
-        settings_error = str(exc)
+        settings_key = exc.key
+        settings_error = str(exc).removeprefix("(file): ")
     model_exists = None
     if settings is not None and settings.model_path and _looks_local(settings.model_path):
         model_exists = Path(settings.model_path).expanduser().exists()
@@ -871,7 +737,8 @@ def gather(python: str | None, *, paths: Paths, settings_path: Path, manifest_op
 
         interrupted = tuple(
             f"{e.doc.get('action')} started {e.doc.get('created')} (journal entry {e.id})"
-            for e in Journal(paths).interrupted() if _same_python(str(e.doc.get("python")), env, python))
+            for e in Journal(paths).interrupted()
+            if isinstance(e.doc.get("python"), str) and _same_python(e.doc["python"], env, python))
     except ImportError:
         pass
     pick: WheelPick | None = None
@@ -884,7 +751,8 @@ def gather(python: str | None, *, paths: Paths, settings_path: Path, manifest_op
     free_mib = disk.get("free_mib")
     return DoctorFacts(
         env=env, flash_import=flash, wheel=pick, wheel_advice=advice, manifest_error=manifest_error,
-        settings=settings, settings_error=settings_error, settings_path=str(settings_path),
+        settings=settings, settings_error=settings_error, settings_error_key=settings_key,
+        settings_path=str(settings_path),
         settings_exists=settings_path.is_file(), model_path_exists=model_exists, interrupted=interrupted,
         cache_dir=disk.get("path") or str(paths.cache),
         disk_free_bytes=free_mib * MIB if isinstance(free_mib, int) else None,

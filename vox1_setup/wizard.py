@@ -2,14 +2,14 @@
 
 The decisions are pure (`plan_wizard`, `machine_summary`, `fa2_outlook`); the flow talks to the user only
 through a `Ui` (click prompts, or the recommended answers for `--yes` / no terminal), installs only through
-the install transaction, and writes the settings once, atomically, at the very end. Ctrl-C at any prompt
-therefore leaves nothing half-done: before the install nothing changed, the install rolls itself back, and
-the settings file is either the old one or the new one.
+the install transaction, and writes the settings once, atomically, after it. Every question that decides a
+change is asked before anything changes, so Ctrl-C at any prompt leaves nothing written; Ctrl-C during the
+install rolls it back; the settings file is either the old one or the new one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -186,8 +186,10 @@ StartFn = Callable[[Path], int]
 def run_wizard(env: Environment, plan: WizardPlan, ui: Ui, *, settings_file: Path,
                current: EngineSettings | None, install: InstallFn | None, start: StartFn | None,
                offer_start: bool, save: Callable[[Path, EngineSettings], None]) -> WizardResult:
-    """The interactive flow. `install` runs the install transaction (raises VoxError after rolling back);
-    `start` hands over to the engine; `save` writes the settings atomically."""
+    """The interactive flow. Every question that decides a change is asked before anything changes, so
+    Ctrl-C at any of them leaves everything as it was; then `install` runs the install transaction (raises
+    VoxError after rolling back), `save` writes the settings atomically, and `start` hands over to the engine
+    when the user accepts the last offer."""
     result = WizardResult(target=env.python.executable, plan=plan)
     step = iter(range(1, 10))
     ui.say(f"{next(step)}. Your machine", bold=True)
@@ -198,42 +200,34 @@ def run_wizard(env: Environment, plan: WizardPlan, ui: Ui, *, settings_file: Pat
     for line in fa2_outlook(plan):
         ui.say("   " + line)
     ui.say()
-    fa_works = plan.up_to_date
-    if plan.offer_install and plan.wheel is not None and install is not None:
-        wheel = plan.wheel
+    wheel = plan.wheel if plan.offer_install and install is not None else None
+    want_install = False
+    if wheel is not None:
         verb = "Repair" if plan.import_error else "Replace" if plan.installed_version else "Install"
-        old = f" {plan.installed_version}" if plan.installed_version else ""
-        question = (f"{verb} flash-attn{old} with {wheel.version} ({wheel.filename}, {_size(wheel.size_bytes)})?"
-                    if old else f"{verb} flash-attn {wheel.version} ({wheel.filename}, {_size(wheel.size_bytes)})?")
+        old = f" {plan.installed_version} with" if plan.installed_version else ""
         ui.say(f"{next(step)}. Install", bold=True)
-        if ui.confirm("   " + question, True):
-            try:
-                result.installed = install()
-                fa_works = True
-                ui.say(f"   flash-attn {wheel.version} installed and verified.", fg="green")
-            except VoxError as exc:
-                if exc.exit_code in (ExitCode.ABORTED, ExitCode.ROLLBACK_FAILED):
-                    raise  # Ctrl-C (rolled back) or an unknown state: write nothing, ask nothing more
-                result.install_error = exc
-                ui.say(f"   The install failed and was rolled back: {exc.message}", fg="red")
-                if exc.hint:
-                    ui.say(f"   hint: {exc.hint}")
-                ui.say("   VOX-1 still works with sdpa.")
-        else:
+        want_install = ui.confirm(f"   {verb} flash-attn{old} {wheel.version} ({wheel.filename}, "
+                                  f"{_size(wheel.size_bytes)})?", True)
+        if not want_install:
             ui.say("   Not installed. You can run `vox1-setup install` any time.")
         ui.say()
-    attention_choices = [AttentionImpl.AUTO.value, AttentionImpl.SDPA.value, AttentionImpl.EAGER.value]
-    if fa_works and not plan.blockers:
-        attention_choices.insert(1, AttentionImpl.FLASH_ATTENTION_2.value)
-    recommended = plan.attention if not fa_works else AttentionImpl.AUTO
-    ui.say(f"{next(step)}. Settings", bold=True)
-    ui.say(f"   attention: {recommended.value} is recommended"
-           + (" (FA2 cannot run here)." if plan.blockers else " (FA2 when it works, else sdpa)."))
-    attention = ui.choose("   Attention implementation", attention_choices, recommended.value)
-    batch_default = str(plan.batch_size)
-    ui.say(f"   batch size: {batch_default} is recommended"
-           + (" (VOX-1 measures what fits on your GPU)." if batch_default == "auto" else " (CPU)."))
-    batch = ui.batch_size("   Batch size (auto or a number ≥ 1)", batch_default)
+    attention, batch = _ask_settings(ui, plan, step, fa2_offered=plan.up_to_date or want_install)
+    if want_install and wheel is not None and install is not None:
+        ui.say(f"   Installing flash-attn {wheel.version}…", bold=True)
+        try:
+            result.installed = install()
+            ui.say(f"   flash-attn {wheel.version} installed and verified.", fg="green")
+        except VoxError as exc:
+            if exc.exit_code in (ExitCode.ABORTED, ExitCode.ROLLBACK_FAILED):
+                raise  # Ctrl-C (rolled back) or an unknown state: write nothing, ask nothing more
+            result.install_error = exc
+            ui.say(f"   The install failed and was rolled back: {exc.message}", fg="red")
+            if exc.hint:
+                ui.say(f"   hint: {exc.hint}")
+            ui.say("   VOX-1 still works with sdpa.")
+            if attention == AttentionImpl.FLASH_ATTENTION_2.value:
+                attention = AttentionImpl.AUTO.value
+                ui.say("   attention: auto instead of flash_attention_2, which cannot load now.", fg="yellow")
     base = current or EngineSettings()
     try:
         chosen = base.with_value("attention_implementation", attention).with_value("batch_size", batch)
@@ -247,3 +241,19 @@ def run_wizard(env: Environment, plan: WizardPlan, ui: Ui, *, settings_file: Pat
         result.started = True
         result.engine_exit = start(settings_file)
     return result
+
+
+def _ask_settings(ui: Ui, plan: WizardPlan, step: Iterator[int], *, fa2_offered: bool) -> tuple[str, int | str]:
+    """The attention implementation and the batch size (flash_attention_2 offered only where it will load)."""
+    attention_choices = [AttentionImpl.AUTO.value, AttentionImpl.SDPA.value, AttentionImpl.EAGER.value]
+    if fa2_offered and not plan.blockers:
+        attention_choices.insert(1, AttentionImpl.FLASH_ATTENTION_2.value)
+    recommended = AttentionImpl.AUTO if fa2_offered else plan.attention
+    ui.say(f"{next(step)}. Settings", bold=True)
+    ui.say(f"   attention: {recommended.value} is recommended"
+           + (" (FA2 cannot run here)." if plan.blockers else " (FA2 when it works, else sdpa)."))
+    attention = ui.choose("   Attention implementation", attention_choices, recommended.value)
+    batch_default = str(plan.batch_size)
+    ui.say(f"   batch size: {batch_default} is recommended"
+           + (" (VOX-1 measures what fits on your GPU)." if batch_default == "auto" else " (CPU)."))
+    return attention, ui.batch_size("   Batch size (auto or a number ≥ 1)", batch_default)

@@ -118,6 +118,9 @@ def explain_error(*, text: tuple[str, ...], file: Path | None, python: str | Non
     if app.json:
         emit_json(doc)
         return
+    if app.quiet:  # only the result: one line a script or a person can read
+        click.echo(f"{doc['cause'] or 'unknown'}: {doc['fix']}")
+        return
     if diagnosis is None:
         info("Unknown error: vox1-setup does not recognise this text.", fg="yellow", bold=True)
     else:

@@ -44,11 +44,10 @@ def _interrupted_for(python: str) -> list[str]:
         from vox1_setup.journal import Journal
     except ImportError:
         return []
-    import os
+    from vox1_setup.target import same_target
 
-    me = os.path.normcase(os.path.abspath(python))  # noqa: PTH100 (spelling, not the symlink's target)
     return [e.id for e in Journal(app_context().paths).interrupted()
-            if os.path.normcase(os.path.abspath(str(e.doc.get("python")))) == me]  # noqa: PTH100
+            if isinstance(e.doc.get("python"), str) and same_target(e.doc["python"], python)]
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -64,16 +63,16 @@ def run(*, python: str | None, settings_file: Path | None, app_dir: Path | None,
     Exits with the engine's exit code.
     """
     from vox1_setup import subproc
-    from vox1_setup.probe.interpreter import resolve_target
+    from vox1_setup.target import target_python
 
     app = app_context()
-    target = resolve_target(python)
+    target = target_python(python)
     path = settings_path(app.paths, settings_file, app_dir)
     settings = read_settings(path)  # invalid settings stop here, with the key and the allowed values
     for entry_id in _interrupted_for(target):
         warn(f"an install into this Python was interrupted (journal entry {entry_id}); starting VOX-1 anyway. "
              "Run `vox1-setup rollback` afterwards to restore a known state.")
-    args = tuple(a for a in engine_args if a != "--") if engine_args[:1] == ("--",) else engine_args
+    args = engine_args[1:] if engine_args[:1] == ("--",) else engine_args  # only the separator itself
     argv = engine_command(target, path, args)
     if dry_run:
         if app.json:

@@ -92,8 +92,8 @@ def wizard(*, python: str | None, env_file: Path | None, manifest: str | None, s
     Without a terminal it never waits: it takes the recommended answers, as with --yes.
     """
     from vox1_setup.doctor import fa2_blockers, resolve_entry
-    from vox1_setup.probe.interpreter import resolve_target
     from vox1_setup.settings import read_settings, write_settings
+    from vox1_setup.target import detect_and_import, direct_target, import_flash_attn
     from vox1_setup.wizard import plan_wizard, run_wizard
 
     app = app_context()
@@ -101,7 +101,6 @@ def wizard(*, python: str | None, env_file: Path | None, manifest: str | None, s
     ui: Any = PromptUi() if asking else RecommendedUi(quiet=app.quiet or app.json)
     if not asking and not yes and not app.json:
         ui.say("No terminal: taking the recommended answer at every step (as with --yes).", fg="yellow")
-    target = resolve_target(python)
     path = settings_path(app.paths, settings_file, app_dir)
     current = None
     try:
@@ -118,12 +117,13 @@ def wizard(*, python: str | None, env_file: Path | None, manifest: str | None, s
 
         from vox1_setup.probe import probe_interpreter
 
-        env = replace(env, flash_attn=probe_interpreter(target, torch=False).flash_attn)
+        local = probe_interpreter(python, torch=False)
+        env = replace(env, flash_attn=local.flash_attn)
+        target = local.python.executable or direct_target(python) or str(python)
     else:
-        from vox1_setup.doctor import detect_and_import
-
         ui.say("Looking at this machine (imports torch once; a few seconds)…")
-        env, check = detect_and_import(target, paths=app.paths, timeout=120.0)
+        env, check = detect_and_import(python, paths=app.paths, timeout=120.0)
+        target = env.python.executable or direct_target(python) or str(python)
     pick, advice, manifest_error, entry = resolve_entry(env, manifest, app.paths)
     if manifest_error:
         advice = (manifest_error, *advice)
@@ -131,7 +131,6 @@ def wizard(*, python: str | None, env_file: Path | None, manifest: str | None, s
     if env.flash_attn is not None and pick is not None and not fa2_blockers(env):
         # Installed already: make sure it really imports before calling it the right wheel.
         from vox1_setup.diagnose import explain
-        from vox1_setup.doctor import import_flash_attn
 
         if check is None:
             ui.say("Checking the installed flash-attn (imports it once)…")
