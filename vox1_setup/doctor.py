@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.settings import AttentionImpl, DType, EngineSettings
+from vox1_setup.bench_results import BenchRecommendation, last_recommendation
 from vox1_setup.environment import Environment, environment_to_dict
 from vox1_setup.errors import ExitCode
 from vox1_setup.knowledge import arch
@@ -103,6 +104,7 @@ class DoctorFacts:
     interrupted: tuple[str, ...] = ()  # descriptions of interrupted journal entries for this target
     cache_dir: str | None = None
     disk_free_bytes: int | None = None
+    bench: BenchRecommendation | None = None  # the last `vox1-setup bench` of this target, if any
 
 
 @dataclass(frozen=True)
@@ -586,10 +588,20 @@ def recommend(facts: DoctorFacts, checks: tuple[CheckResult, ...]) -> Recommenda
     else:
         attention = ("auto", "sdpa already runs a fused flash/memory-efficient kernel on this GPU; FlashAttention "
                              "2 is optional and `auto` uses it once installed")
+    bench = facts.bench
+    if bench is not None and (bench.attention_implementation != "flash_attention_2" or _flash_usable(facts)):
+        # A measurement on this machine beats every rule of thumb.
+        attention = (bench.attention_implementation,
+                     f"measured by `vox1-setup bench` ({bench.preset} preset): {bench.reason}")
     if gpu is not None and env.torch is not None and env.torch.build == "cuda":
         free = f" against the {_gib(gpu.free_mib)} free" if gpu.free_mib is not None else ""
-        batch = ("auto", f"VOX-1 measures peak memory at two small batches on this GPU and sizes the batch{free}, "
-                         "backing off on out-of-memory")
+        if bench is not None and bench.batch_size is not None:
+            batch = (str(bench.batch_size), f"measured by `vox1-setup bench` on {bench.device_name or 'this GPU'}"
+                                            f" with VOX-1's model geometry: {bench.reason}")
+        else:
+            batch = ("auto", f"VOX-1 measures peak memory at two small batches on this GPU and sizes the "
+                             f"batch{free}, backing off on out-of-memory; `vox1-setup bench --preset "
+                             "qwen3-tts-talker` measures the best fixed size")
     else:
         batch = ("1", "on the CPU, larger batches mostly add memory, not speed")
     status = {c.id: c.status for c in checks}
@@ -749,8 +761,11 @@ def gather(python: str | None, *, paths: Paths, settings_path: Path, manifest_op
             env, manifest_option, paths, _device_index(settings) if explicit else None, manifest)
     disk = (env.host.get("disk") or {}).get("cache") or {}
     free_mib = disk.get("free_mib")
+    bench = last_recommendation(paths)
+    if bench is not None and bench.python is not None and not _same_python(bench.python, env, python):
+        bench = None  # measured in another interpreter: says nothing about this one
     return DoctorFacts(
-        env=env, flash_import=flash, wheel=pick, wheel_advice=advice, manifest_error=manifest_error,
+        env=env, flash_import=flash, wheel=pick, wheel_advice=advice, manifest_error=manifest_error, bench=bench,
         settings=settings, settings_error=settings_error, settings_error_key=settings_key,
         settings_path=str(settings_path),
         settings_exists=settings_path.is_file(), model_path_exists=model_exists, interrupted=interrupted,

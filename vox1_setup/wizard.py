@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from engine.settings import AttentionImpl, EngineSettings, SettingsError
+from vox1_setup.bench_results import BenchRecommendation
 from vox1_setup.doctor import WheelPick, fa2_blockers, gpus
 from vox1_setup.environment import Environment
 from vox1_setup.errors import ExitCode, VoxError
@@ -98,8 +99,9 @@ def _base(version: str) -> str:
 
 
 def plan_wizard(env: Environment, wheel: WheelPick | None, advice: tuple[str, ...] = (),
-                import_error: str | None = None) -> WizardPlan:
-    """`import_error`: why the installed flash-attn does not import (None: it imports, or was not tried)."""
+                import_error: str | None = None, bench: BenchRecommendation | None = None) -> WizardPlan:
+    """`import_error`: why the installed flash-attn does not import (None: it imports, or was not tried).
+    `bench`: the last `vox1-setup bench` of this target; a measurement beats the defaults below."""
     blockers = fa2_blockers(env)
     installed = env.flash_attn.version if env.flash_attn else None
     up_to_date = (installed is not None and wheel is not None and _base(installed) == _base(wheel.version)
@@ -107,8 +109,14 @@ def plan_wizard(env: Environment, wheel: WheelPick | None, advice: tuple[str, ..
     # `auto` tries FA2 → sdpa → eager with a smoke test; where FA2 can never run, say sdpa outright.
     attention = AttentionImpl.SDPA if blockers else AttentionImpl.AUTO
     on_gpu = env.torch is not None and env.torch.build == "cuda" and bool(gpus(env))
-    return WizardPlan(blockers, wheel, advice, installed, up_to_date, attention, "auto" if on_gpu else 1,
-                      import_error)
+    batch: int | str = "auto" if on_gpu else 1
+    if bench is not None:
+        measured = AttentionImpl(bench.attention_implementation)
+        if measured is not AttentionImpl.FLASH_ATTENTION_2 or not blockers:
+            attention = measured
+        if on_gpu and bench.batch_size is not None:
+            batch = bench.batch_size
+    return WizardPlan(blockers, wheel, advice, installed, up_to_date, attention, batch, import_error)
 
 
 def machine_summary(env: Environment) -> list[str]:

@@ -34,9 +34,8 @@ def output_options(func: F) -> F:
                         help="Print a machine-readable JSON report (versioned schema).")(func)
     func = click.option("-v", "--verbose", "_verbose", count=True, expose_value=False,
                         callback=_merge_flag("verbose"), help="More detail.")(func)
-    func = click.option("-q", "--quiet", "_quiet", is_flag=True, expose_value=False,
+    return click.option("-q", "--quiet", "_quiet", is_flag=True, expose_value=False,
                         callback=_merge_flag("quiet"), help="Only errors and the final result.")(func)
-    return func
 
 
 def python_option(func: F) -> F:

@@ -139,7 +139,13 @@ def wizard(*, python: str | None, env_file: Path | None, manifest: str | None, s
             text = check.error or "the import did not finish"
             found = explain(text, env)
             import_error = found.summary if found else text.strip().splitlines()[-1]
-    plan = plan_wizard(env, pick, advice, import_error)
+    from vox1_setup.bench_results import last_recommendation
+    from vox1_setup.target import same_target
+
+    bench = last_recommendation(app.paths)
+    if bench is not None and bench.python is not None and not same_target(bench.python, target):
+        bench = None  # measured in another interpreter
+    plan = plan_wizard(env, pick, advice, import_error, bench)
 
     def install() -> dict[str, Any]:
         from vox1_setup.installer import InstallOptions, WheelPlan
