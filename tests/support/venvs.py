@@ -13,8 +13,6 @@ import sys
 import sysconfig
 from pathlib import Path
 
-_PIP_SHARE: Path | None = None
-
 
 def _venv_python(root: Path) -> Path:
     return root / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
@@ -29,16 +27,12 @@ def site_packages(root: Path) -> Path:
 
 def pip_share(base: Path) -> Path:
     """A folder holding only pip (copied from the running interpreter), shared by all test venvs."""
-    global _PIP_SHARE
-    if _PIP_SHARE is not None and _PIP_SHARE.exists():
-        return _PIP_SHARE
     import pip
 
     dest = base / "pip-share"
     if not (dest / "pip").exists():
         shutil.copytree(Path(pip.__file__).parent, dest / "pip",
                         ignore=shutil.ignore_patterns("__pycache__"))
-    _PIP_SHARE = dest
     return dest
 
 
