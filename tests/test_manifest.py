@@ -297,3 +297,91 @@ def test_written_manifests_are_readable_by_everyone(tmp_path: Path) -> None:
     write_manifest(_small(1), out)
     if sys.platform != "win32":
         assert out.stat().st_mode & 0o044 == 0o044
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Parse cache
+
+
+def test_parse_cache_gives_equal_manifests_and_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vox1_setup.manifest import io
+
+    data = bundled_manifest_bytes()
+    cache = tmp_path / "cache"
+    first = io.parse_manifest_bytes(data, "a", trusted=True, cache_dir=cache)
+    (cached_file,) = cache.glob("*.marshal")
+    # Second time the JSON is never parsed.
+    monkeypatch.setattr(io, "parse_manifest_text", lambda *a, **k: pytest.fail("JSON parsed despite the cache"))
+    second = io.parse_manifest_bytes(data, "b", cache_dir=cache)
+    assert second.origin == "b" and second.entries == first.entries == default_manifest().entries
+    assert second.generated_from == first.generated_from and second.schema == first.schema
+    for a, b in zip(first.entries, second.entries, strict=True):  # derived keys and exact types survive
+        assert a.to_row() == b.to_row()
+        assert [type(v) for v in a.to_row()] == [type(v) for v in b.to_row()]
+    assert cached_file.stat().st_size < len(data)
+
+
+def test_parse_cache_keeps_bools_and_ints_apart(tmp_path: Path) -> None:
+    """cxx11abi True/False next to cuda_minor 1/0: equal values of different types must not be shared."""
+    from vox1_setup.manifest import io
+
+    names = ["flash_attn-2.8.3+cu121torch2.3-cp310-cp310-linux_x86_64.whl",
+             "flash_attn-2.8.3+cu120torch2.3-cp310-cp310-linux_x86_64.whl"]
+    entries = tuple(replace(WheelEntry.from_filename(n), url=f"https://example.org/{n}") for n in names)
+    assert {e.cuda_minor for e in entries} == {0, 1} and {type(e.cxx11abi) for e in entries} == {bool}
+    data = dump_manifest(Manifest(entries=entries))
+    io.parse_manifest_bytes(data, "x", cache_dir=tmp_path)
+    again = io.parse_manifest_bytes(data, "x", cache_dir=tmp_path)
+    for e in again.entries:
+        assert type(e.cuda_minor) is int and type(e.cxx11abi) is bool and type(e.cuda_major_only) is bool
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00not marshal", b"\xe9" * 10])
+def test_a_damaged_or_foreign_cache_file_is_ignored(tmp_path: Path, garbage: bytes) -> None:
+    import marshal
+
+    from vox1_setup.manifest import io
+
+    data = dump_manifest(_small(2))
+    target = io._cache_file(tmp_path, data)
+    for blob in (garbage, marshal.dumps((("vox1-wheels-parsed/0", ()), ())), marshal.dumps([1, 2])):
+        target.write_bytes(blob)
+        assert io.parse_manifest_bytes(data, "x", cache_dir=tmp_path).entries == _small(2).entries
+
+
+def test_a_changed_manifest_never_hits_the_old_cache_and_old_caches_are_pruned(tmp_path: Path) -> None:
+    from vox1_setup.manifest import io
+
+    for n in range(1, io.CACHE_KEEP + 3):
+        data = dump_manifest(_small(n))
+        assert len(io.parse_manifest_bytes(data, "x", cache_dir=tmp_path)) == n
+    assert len(list(tmp_path.glob("*.marshal"))) == io.CACHE_KEEP
+
+
+def test_an_unwritable_cache_only_costs_speed(tmp_path: Path) -> None:
+    from vox1_setup.manifest import io
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache dir should be", encoding="utf-8")
+    assert len(io.parse_manifest_bytes(dump_manifest(_small(2)), "x", cache_dir=blocker / "manifests")) == 2
+    assert blocker.read_text(encoding="utf-8").startswith("a file")
+
+
+def test_active_manifest_uses_the_cache_under_the_paths(tmp_path: Path) -> None:
+    paths = default_paths()
+    path = tmp_path / "lab manifest.json"
+    path.write_bytes(dump_manifest(_small(3)))
+    assert len(active_manifest(str(path), paths)) == 3
+    assert len(list((paths.cache / "manifests").glob("*.marshal"))) == 1
+    assert len(active_manifest(path.as_uri(), paths)) == 3  # file:// URL, %20 for the space
+
+
+def test_a_broken_user_copy_says_how_to_get_back(capsys: pytest.CaptureFixture[str]) -> None:
+    from vox1_setup.cli import run_cli
+
+    user = user_manifest_path(default_paths())
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text('{"schema": "vox1-wheels/1", "entries": [', encoding="utf-8")
+    assert run_cli(["manifest", "list", "--torch", "2.7"]) == 2
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and "manifest update" in err and str(user) in err

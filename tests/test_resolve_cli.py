@@ -184,3 +184,74 @@ def test_detect_json_then_resolve_env_equals_resolving_live(tmp_path: Path,
     codes = {r["code"] for r in doc_live["candidates"][0]["reasons"]}
     assert "no-cuda-torch" in codes
     assert doc_live["environment"]["torch"]["version"] == doc_file["environment"]["torch"]["version"]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"gpus": ("7.5",)}, {"os": "windows", "python": "3.13.1",
+                                                             "torch": "2.5.1+cu124", "driver": "576.02"}])
+def test_json_text_is_the_resolution_document(kwargs: dict[str, Any]) -> None:
+    """The hand-written candidate lines parse to exactly `Resolution.to_dict()`, one line per candidate."""
+    from vox1_setup.commands.resolve import resolution_json
+    from vox1_setup.environment import environment_from_dict
+    from vox1_setup.resolver import resolve
+
+    r = resolve(environment_from_dict(env_doc(**kwargs)), default_manifest())
+    text = resolution_json(r)
+    assert json.loads(text) == json.loads(json.dumps(r.to_dict()))
+    assert sum(1 for line in text.splitlines() if line.startswith('    {"filename": ')) == len(r.candidates)
+    empty = resolve(environment_from_dict(env_doc(**kwargs)), Manifest(entries=()))
+    assert json.loads(resolution_json(empty)) == json.loads(json.dumps(empty.to_dict()))
+
+
+def test_explain_shows_near_misses_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = write_env(tmp_path, os="windows", python="3.13.1", torch="2.5.1+cu124", driver="576.02")
+    assert run_cli(["resolve", "--env", str(env), "--explain"]) == ExitCode.NO_WHEEL
+    out = capsys.readouterr().out
+    assert "accepted: none" in out
+    near = out.index("near misses: ")
+    assert near < out.index("rejected: 4")
+    section = out[near:out.index("rejected: 4")]
+    # newest flash-attn first, each file once, with its single reason
+    assert "  torch-version: " in section and "  python-tag: " in section
+    assert "flash_attn-2.8.3+cu124torch2.5-cp312-cp312-win_amd64.whl: built for cp312-cp312" in section
+    assert "flash_attn-2.5.9+cu124torch2.5-cp312-cp312-win_amd64.whl" not in section  # older: beyond the first 3
+    assert run_cli(["resolve", "--env", str(env), "--explain", "-v"]) == ExitCode.NO_WHEEL
+    verbose = capsys.readouterr().out
+    assert "flash_attn-2.5.9+cu124torch2.5-cp312-cp312-win_amd64.whl: built for cp312-cp312" in verbose
+
+
+def test_single_file_candidates_carry_their_code_mask() -> None:
+    from vox1_setup.environment import environment_from_dict
+    from vox1_setup.resolver import CODE_BITS, resolve_wheel_file
+
+    env = environment_from_dict(env_doc(torch="2.6.0+cu124", driver="550.54.14"))
+    c = resolve_wheel_file(env, "flash_attn-2.8.3+cu12torch2.7cxx11abiTRUE-cp312-cp312-win_amd64.whl")
+    assert set(c.codes) == {"platform", "python-tag", "torch-version"}
+    assert c.mask == CODE_BITS["platform"] | CODE_BITS["python-tag"] | CODE_BITS["torch-version"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake nvidia-smi is a shebang script")
+def test_round_trip_with_a_cuda_torch_and_a_gpu_selects_the_same_wheel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Round trip on a machine where a wheel fits: a CUDA torch fixture in a real venv, an RTX 4070 Ti answering
+    through a stand-in nvidia-smi; `detect --json` → `resolve --env` selects what resolving live selects."""
+    from tests.fixtures.nvidia_fakes import install_fake_smi
+    from tests.fixtures.torch_fixtures import CUDA_TORCH, NVIDIA_NAMESPACE
+    from tests.support.venvs import site_packages, write_fixture_package
+
+    py = make_venv(tmp_path / "vox 1 python", pip=False)
+    write_fixture_package(site_packages(tmp_path / "vox 1 python"), "torch", CUDA_TORCH, "2.7.1+cu128")
+    write_fixture_package(site_packages(tmp_path / "vox 1 python"), "nvidia", NVIDIA_NAMESPACE, "9.1.0.70",
+                          dist_name="nvidia-cudnn-cu12")
+    monkeypatch.setenv("VOX1_NO_NVML", "1")
+    install_fake_smi(tmp_path / "bin", monkeypatch, query="smi_query_windows_576_rtx4070ti.csv",
+                     plain="smi_plain_windows_576_rtx4070ti.txt")
+    env_file = tmp_path / "env.json"
+    assert run_cli(["detect", "--python", str(py), "--json", "-o", str(env_file)]) == ExitCode.OK
+    capsys.readouterr()
+    assert run_cli(["resolve", "--env", str(env_file), "--json"]) == ExitCode.OK
+    doc_file = json.loads(capsys.readouterr().out)
+    assert run_cli(["resolve", "--python", str(py), "--json"]) == ExitCode.OK
+    doc_live = json.loads(capsys.readouterr().out)
+    assert _comparable(doc_file) == _comparable(doc_live)
+    assert doc_live["selected"]["torch_mm"] == "2.7" and doc_live["selected"]["cuda"].startswith("12")
+    assert doc_live["gpu_indices"] == [0] and "RTX 4070 Ti" in doc_live["target"]

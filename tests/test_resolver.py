@@ -101,9 +101,12 @@ TRAPS = [
                    OFFICIAL_283_T27_TRUE: {"platform", "python-tag", "torch-version"}}),
     Trap("Windows, Python 3.13, torch 2.5: no wheel; the advice names a torch that has one",
          {"os": "windows", "python": "3.13.1", "torch": "2.5.1+cu124", "driver": "576.02"},
-         advice=("no wheel for torch 2.5.1+cu124",
-                 "torch 2.6.x (a CUDA 12 build) on the same Python has flash-attn 2.8.3",
-                 "torch2.6-cp313-cp313-win_amd64.whl")),
+         advice=("no wheel for torch 2.5.1+cu124 + Python 3.13 (cp313-cp313) on windows x86_64",
+                 "torch 2.6 +cu126 on the same Python has flash-attn 2.8.3 "
+                 "(file flash_attn-2.8.3+cu128torch2.6-cp313-cp313-win_amd64.whl)",
+                 'pip install "torch==2.6.*" --index-url https://download.pytorch.org/whl/cu126',
+                 "the nearest: Python 3.12 has flash-attn 2.8.3 "
+                 "(file flash_attn-2.8.3+cu124torch2.5-cp312-cp312-win_amd64.whl)")),
     Trap("Turing (sm_75) cannot run FA2 at all",
          {"gpus": ("7.5",), "gpu_names": ("Tesla T4",)},
          rejected={OFFICIAL_283_T27_TRUE: {"gpu-unsupported"}},
@@ -119,11 +122,16 @@ TRAPS = [
          rejected={"flash_attn-2.8.3+cu130torch2.9-cp311-cp311-linux_x86_64.whl": {"driver-too-old"},
                    "flash_attn-2.8.3+cu128torch2.9-cp311-cp311-linux_x86_64.whl": {"cuda-major"}},
          advice=("driver 570.86.15 supports CUDA 12.8 at most", "needs CUDA 13.x (driver ≥ 580",
-                 "torch 2.9.x (a CUDA 12 build)")),
+                 "torch 2.9 +cu128 on the same Python")),
+    Trap("driver 531 (CUDA 12.1 at most) with a cu13 torch: the driver is named with the floor it misses",
+         {"torch": "2.9.0+cu130", "driver": "531.14"},
+         rejected={"flash_attn-2.8.3+cu130torch2.9-cp311-cp311-linux_x86_64.whl": {"driver-too-old"}},
+         advice=("driver 531.14 supports CUDA 12.1 at most; flash-attn 2.8.3 for torch 2.9.0+cu130 needs CUDA 13.x "
+                 "(driver ≥ 580",)),
     Trap("driver below the CUDA 12 floor (525.60.13) with a cu128 torch",
          {"driver": "470.82.01"},
          rejected={OFFICIAL_283_T27_TRUE: {"driver-too-old"}},
-         advice=("driver ≥ 525.60.13", "torch 2.7.x (a CUDA 11 build)")),
+         advice=("driver ≥ 525.60.13", "torch 2.7 +cu118 on the same Python")),
     Trap("Windows driver floor is 527.41 for CUDA 12",
          {"os": "windows", "python": "3.12.4", "torch": "2.7.1+cu128", "driver": "527.00", "driver_cuda": "12.0"},
          rejected={"flash_attn-2.8.3+cu128torch2.7-cp312-cp312-win_amd64.whl": {"driver-too-old"}}),
@@ -358,3 +366,35 @@ def test_advice_mentions_an_installed_flash_attn(manifest: Manifest) -> None:
     doc["flash_attn"] = {"version": "2.7.4.post1"}
     r = resolve(environment_from_dict(doc), manifest, ResolveOptions(flash_attn_spec="==2.8.3"))
     assert any("replaces it with 2.8.3" in a for a in r.advice)
+
+
+@pytest.mark.parametrize(("wheel", "build"), [
+    # torch 2.6 pip wheels are ABI 1 only as +cu126: an ABI-1 wheel needs that build, an ABI-0 one +cu124
+    (OFFICIAL_283_T26_TRUE, 'torch 2.6 +cu126 on the same Python has flash-attn 2.8.3'),
+    (OFFICIAL_2741_T26_FALSE, 'torch 2.6 +cu124 on the same Python has flash-attn 2.7.4.post1'),
+    # the wheel's own CUDA label when torch publishes that build
+    ("flash_attn-2.8.3+cu128torch2.7-cp311-cp311-linux_x86_64.whl", 'torch 2.7 +cu128'),
+    # no table row for torch 2.13: only what is certain
+    ("flash_attn-2.8.3+cu130torch2.13-cp311-cp311-linux_x86_64.whl", "torch 2.13.x (a CUDA 13 build with the C++11 "
+                                                                     "ABI TRUE (new ABI))"),
+])
+def test_torch_advice_names_an_installable_build(wheel: str, build: str) -> None:
+    r = resolve(make_env(torch="2.5.1+cu124", driver="590.44.01"), _only(wheel))
+    assert r.selected is None
+    assert any(build in a for a in r.advice), r.advice
+
+
+def test_torch_build_table() -> None:
+    from vox1_setup.knowledge.torch_builds import TORCH_CUDA_BUILDS, torch_build_for
+
+    assert str(torch_build_for((2, 6), 12, None, linux_abi=True)) == "torch 2.6 +cu126"
+    assert str(torch_build_for((2, 6), 12, None, linux_abi=False)) == "torch 2.6 +cu124"
+    assert str(torch_build_for((2, 6), 12, "12.8")) == "torch 2.6 +cu126"  # no cu128 build of 2.6
+    assert str(torch_build_for((2, 8), 12, "12.8")) == "torch 2.8 +cu128"
+    assert torch_build_for((2, 5), 13, None) is None
+    assert torch_build_for((2, 99), 12, None) is None
+    build = torch_build_for((2, 9), 13, None)
+    assert build is not None and build.cuda == "13.0"
+    assert build.pip_command == 'pip install "torch==2.9.*" --index-url https://download.pytorch.org/whl/cu130'
+    for variants in TORCH_CUDA_BUILDS.values():
+        assert list(variants) == sorted(variants) and all(v.startswith("cu") and len(v) == 5 for v in variants)

@@ -17,7 +17,7 @@ from tests.support.envs import make_env
 from vox1_setup.environment import Environment
 from vox1_setup.knowledge import drivers
 from vox1_setup.manifest import WheelEntry, default_manifest
-from vox1_setup.resolver import REASONS, ResolveOptions, _digest, rank_key, resolve
+from vox1_setup.resolver import CODE_BITS, REASONS, ResolveOptions, _digest, _tag_sets, rank_key, resolve
 
 MANIFEST = default_manifest()
 
@@ -166,3 +166,27 @@ def test_a_wheel_breaking_a_rule_is_rejected(case: tuple[Environment, ResolveOpt
     for c in r.candidates[::97]:
         if violations(env, c.entry, options):
             assert not c.accepted, c.entry.filename
+
+
+@settings(deadline=None, max_examples=40)
+@given(environments())
+def test_tag_sets_answer_what_the_full_tag_list_answers(case: tuple[Environment, ResolveOptions]) -> None:
+    """The resolver checks (python, abi) pairs and platforms separately instead of ~900 derived triples."""
+    env, _ = case
+    triples = [t.split("-", 2) for t in env.wheel_tags]
+    pairs, platforms = _tag_sets(env)
+    assert pairs == {(p[0], p[1]) for p in triples}
+    assert platforms == {p[2] for p in triples} | {"any"}
+
+
+@settings(deadline=None, max_examples=30)
+@given(environments())
+def test_reason_counts_count_each_code_once_per_candidate(case: tuple[Environment, ResolveOptions]) -> None:
+    env, options = case
+    r = resolve(env, MANIFEST, options)
+    naive: dict[str, int] = {}
+    for c in r.candidates:
+        for code in set(c.codes):
+            naive[code] = naive.get(code, 0) + 1
+        assert c.mask == sum(CODE_BITS[code] for code in set(c.codes))
+    assert r.reason_counts() == naive

@@ -8,21 +8,23 @@ Rules and ranking are documented in docs/resolver.md.
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
-
-from vox1_setup.environment import Environment, GpuInfo, environment_to_dict
+from vox1_setup.environment import Environment, GpuInfo, derive_tags, environment_to_dict, platform_tags
 from vox1_setup.errors import BadInputError
 from vox1_setup.knowledge import abi as abi_rules
 from vox1_setup.knowledge import arch as arch_rules
 from vox1_setup.knowledge import drivers
 from vox1_setup.knowledge import glibc as glibc_rules
+from vox1_setup.knowledge.torch_builds import TorchBuild, torch_build_for
 from vox1_setup.manifest.model import Manifest, WheelEntry
+
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
 
 RESOLUTION_SCHEMA = "vox1-resolution/1"
 
@@ -121,8 +123,9 @@ class Resolution:
         return tuple(c for c in self.candidates if not c.accepted)
 
     def reason_counts(self) -> dict[str, int]:
-        counts: Counter[str] = Counter(code for c in self.candidates for code in dict.fromkeys(c.codes))
-        return {code: counts[code] for code in REASONS if counts[code]}
+        """How many candidates carry each reason code (a candidate counts once per code)."""
+        masks = Counter(c.mask for c in self.candidates)  # a few hundred distinct masks
+        return {code: n for code, bit in CODE_BITS.items() if (n := sum(k for m, k in masks.items() if m & bit))}
 
     def _candidate_dicts(self) -> list[dict[str, Any]]:
         # Reasons are shared objects (built once per distinct message): serialize each once.
@@ -140,7 +143,9 @@ class Resolution:
                         "reasons": reasons, "notes": list(c.notes)})
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, candidates: bool = True) -> dict[str, Any]:
+        """The vox1-resolution/1 document (`candidates=False`: with an empty candidate list, for writers that
+        serialize the 4,000 candidates themselves)."""
         selected = None
         if self.selected is not None:
             selected = dict(self.selected.to_dict())
@@ -156,7 +161,7 @@ class Resolution:
             "manifest": {"origin": self.manifest_origin, "entries": len(self.candidates)},
             "counts": {"accepted": len(self.accepted), "rejected": len(self.candidates) - len(self.accepted),
                        "reasons": self.reason_counts()},
-            "candidates": self._candidate_dicts(),
+            "candidates": self._candidate_dicts() if candidates else [],
             "advice": list(self.advice),
             "warnings": list(self.warnings),
             "environment": None if self.environment is None else environment_to_dict(self.environment),
@@ -204,7 +209,7 @@ class _Target:
     driver: str | None
     driver_max_cuda: tuple[int, int] | None
     gpus: tuple[GpuInfo, ...]
-    spec: SpecifierSet | None
+    spec: SpecifierSet | None  # imported only when asked for: its regex costs milliseconds at import
     python_label: str
     platform_label: str
     message_cache: dict[tuple[Any, ...], Reason] = field(default_factory=dict)
@@ -248,13 +253,22 @@ def _select_gpus(env: Environment, options: ResolveOptions, warnings: list[str])
     return gpus
 
 
+def _tag_sets(env: Environment) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
+    """The target's (python tag, ABI tag) pairs and platform tags. Every interpreter/ABI pair is compatible with
+    every platform tag (packaging builds the tag list as their product), so two small sets answer what the full
+    list of ~900 tags would, without building it; probed tags are split as they are."""
+    if env.python.tags:
+        triples = [t.split("-", 2) for t in env.python.tags]
+        return frozenset((p[0], p[1]) for p in triples), frozenset(p[2] for p in triples)
+    one_platform = derive_tags(env.os, env.machine, None, env.python)  # on Linux: only linux_<arch>
+    pairs = frozenset((p[0], p[1]) for p in (t.split("-", 2) for t in one_platform))
+    return pairs, frozenset(platform_tags(env.os, env.machine, env.glibc)) | {"any"}
+
+
 def _digest(env: Environment, options: ResolveOptions) -> _Target:
     warnings: list[str] = []
     env_reasons: list[Reason] = []
-    tags = env.wheel_tags
-    triples = [t.split("-", 2) for t in tags]
-    pyabi = frozenset((p[0], p[1]) for p in triples)
-    platforms = frozenset(p[2] for p in triples)
+    pyabi, platforms = _tag_sets(env)
     torch = env.torch
     torch_mm = torch_cuda = None
     torch_abi = None
@@ -318,6 +332,8 @@ def _digest(env: Environment, options: ResolveOptions) -> _Target:
 
     spec = None
     if options.flash_attn_spec:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
         try:
             spec = SpecifierSet(options.flash_attn_spec)
         except InvalidSpecifier as exc:
@@ -432,6 +448,8 @@ def _version_reasons(t: _Target, e: WheelEntry) -> list[Reason]:
         out.append(t.reason(("not-fa2", e.flash_attn_version), lambda: (
             f"flash-attn {e.flash_attn_version} is FlashAttention 1; VOX-1 needs FlashAttention 2")))
     elif t.spec is not None:
+        from packaging.version import InvalidVersion, Version  # only with a specifier: its regex costs ms
+
         try:
             ok = t.spec.contains(Version(e.flash_attn_version), prereleases=True)
         except InvalidVersion:
@@ -462,71 +480,93 @@ def _build_reasons(t: _Target, e: WheelEntry) -> list[Reason]:
     return out
 
 
-def _mask(reasons: tuple[Reason, ...]) -> int:
+def _codes_mask(codes: Iterable[str]) -> int:
     m = 0
-    for r in reasons:
-        m |= CODE_BITS[r.code]
+    for code in codes:
+        m |= CODE_BITS[code]
     return m
 
 
-def _check(t: _Target, e: WheelEntry) -> tuple[tuple[Reason, ...], int]:
-    """Every reason this wheel cannot work here (empty: it fits), and their codes as a bit mask.
-
-    Each group of rules depends on a few fields only, so its answer is computed once per distinct key: the
-    manifest has 4,000+ rows but a few hundred distinct keys."""
-    cache = t.rule_cache
-    k1 = ("v", e.flash_attn_version, e.evidence)
-    g1 = cache.get(k1)
-    if g1 is None:
-        r = tuple(_version_reasons(t, e))
-        g1 = cache[k1] = (r, _mask(r))
-    k2 = ("p", e.platform_tags, e.min_glibc, e.source, e.flash_attn_version, e.python_tag, e.abi_tag)
-    g2 = cache.get(k2)
-    if g2 is None:
-        r = tuple(_tag_reasons(t, e))
-        g2 = cache[k2] = (r, _mask(r))
-    k3 = ("t", e.torch_mm, e.cuda_major, e.os, e.cxx11abi)
-    g3 = cache.get(k3)
-    if g3 is None:
-        r = tuple(_build_reasons(t, e))
-        g3 = cache[k3] = (r, _mask(r))
-    k4 = ("g", e.gpu_archs)
-    g4 = cache.get(k4)
-    if g4 is None:
-        r = tuple(_gpu_reasons(t, e))
-        g4 = cache[k4] = (r, _mask(r))
-    return t.env_reasons + g1[0] + g2[0] + g3[0] + g4[0], t.env_mask | g1[1] | g2[1] | g3[1] | g4[1]
+def _mask(reasons: tuple[Reason, ...]) -> int:
+    return _codes_mask(r.code for r in reasons)
 
 
-# The rule groups of `_check`, for a whole manifest: each entry's group ids are computed once per manifest,
-# each group's verdict once per resolve.
+# The rules in four groups, each depending on a few fields only (its key): the manifest has 4,000+ rows but a
+# few hundred distinct keys, so each group's verdict is computed once per distinct key.
 _GROUP_RULES = (_version_reasons, _tag_reasons, _build_reasons, _gpu_reasons)
 
 
-def _group_keys(e: WheelEntry) -> tuple[tuple[Any, ...], ...]:
-    return ((e.flash_attn_version, e.evidence),
-            (e.platform_tags, e.min_glibc, e.source, e.flash_attn_version, e.python_tag, e.abi_tag),
-            (e.torch_mm, e.cuda_major, e.os, e.cxx11abi),
-            (e.gpu_archs,))
+# The fields each group's rules read (attrgetter builds the key tuple in C).
+_GROUP_KEYS = (operator.attrgetter("flash_attn_version", "evidence"),
+               operator.attrgetter("platform_tags", "min_glibc", "source", "flash_attn_version", "python_tag",
+                                   "abi_tag"),
+               operator.attrgetter("torch_mm", "cuda_major", "os", "cxx11abi"),
+               operator.attrgetter("gpu_archs"))
 
 
-def _groups(manifest: Manifest) -> tuple[list[list[WheelEntry]], list[tuple[int, ...]]]:
-    cached = manifest.index_cache.get("resolver.groups")
-    if cached is None:
-        seen: list[dict[tuple[Any, ...], int]] = [{} for _ in _GROUP_RULES]
-        reps: list[list[WheelEntry]] = [[] for _ in _GROUP_RULES]
-        ids = []
-        for e in manifest.entries:
-            row = []
-            for k, key in enumerate(_group_keys(e)):
-                i = seen[k].get(key)
-                if i is None:
-                    i = seen[k][key] = len(reps[k])
-                    reps[k].append(e)
-                row.append(i)
-            ids.append(tuple(row))
-        cached = manifest.index_cache["resolver.groups"] = (reps, ids)
-    return cached
+def _group_keys(e: WheelEntry) -> tuple[Any, ...]:
+    return tuple(key(e) for key in _GROUP_KEYS)
+
+
+Verdict = tuple[tuple[Reason, ...], int]  # every reason, and their codes as a bit mask (0: the wheel fits)
+
+
+def _check(t: _Target, e: WheelEntry) -> Verdict:
+    """Every reason this wheel cannot work here (empty: it fits), and their codes as a bit mask."""
+    reasons = t.env_reasons
+    mask = t.env_mask
+    for g, (rule, key) in enumerate(zip(_GROUP_RULES, _group_keys(e), strict=True)):
+        found = t.rule_cache.get((g, key))
+        if found is None:
+            r = tuple(rule(t, e))
+            found = t.rule_cache[(g, key)] = (r, _mask(r))
+        reasons += found[0]
+        mask |= found[1]
+    return reasons, mask
+
+
+class _ManifestIndex(NamedTuple):
+    """Built once per manifest: one representative entry per distinct group key, and for each entry the
+    number of its combination of group keys (entries sharing all four share their verdict)."""
+
+    reps: tuple[tuple[WheelEntry, ...], ...]  # per group: representatives, by group id
+    combos: tuple[tuple[int, ...], ...]  # distinct combinations of group ids
+    combo_of: tuple[int, ...]  # per entry: its combination
+
+
+def _index(manifest: Manifest) -> _ManifestIndex:
+    cached = manifest.index_cache.get("resolver")
+    if isinstance(cached, _ManifestIndex):
+        return cached
+    entries = manifest.entries
+    group_ids = []  # per group: each entry's group id, numbered by first appearance
+    reps = []
+    for key in _GROUP_KEYS:
+        ids: dict[Any, int] = {}
+        column = [ids.setdefault(k, len(ids)) for k in map(key, entries)]
+        # group id -> index of its first entry (the last write wins, so write in reverse)
+        first = dict(zip(reversed(column), range(len(column) - 1, -1, -1), strict=True))
+        reps.append(tuple(entries[first[g]] for g in range(len(ids))))
+        group_ids.append(column)
+    combos: dict[tuple[int, ...], int] = {}
+    combo_of = tuple(combos.setdefault(row, len(combos)) for row in zip(*group_ids, strict=True))
+    index = _ManifestIndex(tuple(reps), tuple(combos), combo_of)
+    manifest.index_cache["resolver"] = index
+    return index
+
+
+def _verdicts(t: _Target, index: _ManifestIndex) -> list[Verdict | None]:
+    """The verdict of each combination of group keys (None: accepted)."""
+    groups = [[(r, _mask(r)) for r in (tuple(rule(t, e)) for e in reps)]
+              for rule, reps in zip(_GROUP_RULES, index.reps, strict=True)]
+    v1, v2, v3, v4 = groups
+    env_reasons, env_mask = t.env_reasons, t.env_mask
+    out: list[Verdict | None] = []
+    for a, b, c, d in index.combos:
+        g1, g2, g3, g4 = v1[a], v2[b], v3[c], v4[d]
+        mask = env_mask | g1[1] | g2[1] | g3[1] | g4[1]
+        out.append((env_reasons + g1[0] + g2[0] + g3[0] + g4[0], mask) if mask else None)
+    return out
 
 
 def check_wheel(t: _Target, e: WheelEntry) -> tuple[Reason, ...]:
@@ -580,9 +620,25 @@ def rank_key(t: _Target, e: WheelEntry) -> tuple[Any, ...]:
 # Advice
 
 
+def _torch_build(e: WheelEntry) -> TorchBuild | None:
+    """The published torch build this wheel runs with (its CUDA major; on Linux its C++11 ABI)."""
+    return torch_build_for(e.torch_key, e.cuda_major, None if e.cuda_major_only else e.cuda,
+                           linux_abi=e.cxx11abi if e.os == "linux" else None)
+
+
 def _torch_suggestion(e: WheelEntry) -> str:
+    build = _torch_build(e)
+    if build is not None:
+        return str(build)
     # Only the CUDA major is certain: mjun0812's cuXYZ label is the nvcc used, not torch's CUDA.
-    return f"torch {e.torch_mm}.x (a CUDA {e.cuda_major} build)"
+    abi = f" with the C++11 ABI {_abi_word(e.cxx11abi)}" if e.os == "linux" and e.cxx11abi is not None else ""
+    return f"torch {e.torch_mm}.x (a CUDA {e.cuda_major} build{abi})"
+
+
+def _python_tag_version(tag: str) -> tuple[int, int]:
+    """'cp312' -> (3, 12)."""
+    digits = tag[2:]
+    return (int(digits[0]), int(digits[1:])) if digits.isdigit() and len(digits) > 1 else (0, 0)
 
 
 def _advice_when_none(t: _Target, rejected: list[Candidate]) -> list[str]:
@@ -617,23 +673,42 @@ def _advice_when_none(t: _Target, rejected: list[Candidate]) -> list[str]:
         advice.append(SDPA_ADVICE)
         return advice
 
-    # Near misses: candidates whose reasons all lie in one fixable group.
+    # Near misses: candidates whose reasons all lie in one fixable group (a few hundred distinct masks).
+    by_mask: dict[int, list[Candidate]] = {}
+    for c in rejected:
+        by_mask.setdefault(c.mask, []).append(c)
     not_fa2 = CODE_BITS["not-fa2"]
 
     def only(allowed: frozenset[str]) -> list[Candidate]:
-        outside = ~_mask(tuple(Reason(code, "") for code in allowed)) | not_fa2
-        found = [c for c in rejected if not c.mask & outside]
+        outside = ~_codes_mask(allowed) | not_fa2
+        found = [c for mask, group in by_mask.items() if not mask & outside for c in group]
         return sorted(found, key=lambda c: rank_key(t, c.entry))
 
     env = t.env
     torch_label = f"torch {torch.version}" if torch else "this torch"
+    # A newer driver would work: usually the fix the user wants, so it comes first.
+    driver_fix = only(frozenset({"driver-too-old"}))
+    if driver_fix:
+        e = driver_fix[0].entry
+        floor = drivers.major_floor(e.cuda_major, env.os)
+        max_cuda = f" supports CUDA {_fmt2(t.driver_max_cuda)} at most" if t.driver_max_cuda else " is too old"
+        advice.append(f"driver {t.driver}{max_cuda}; flash-attn {e.flash_attn_version} for {torch_label} needs CUDA "
+                      f"{e.cuda_major}.x (driver ≥ {floor}): update the NVIDIA driver, or use a torch built for an "
+                      "older CUDA major")
     # A different torch would work: name the nearest torch that has a wheel for this Python and platform.
     torch_fix = only(TORCH_CODES | {"derived"})
     if torch_fix and torch is not None and t.torch_mm is not None:
-        # Within one torch minor suggest the newest flash-attn with the newest explicit CUDA label.
+        # Within one torch minor suggest a wheel that a published torch build runs (right CUDA major and ABI),
+        # then the newest flash-attn with the newest explicit CUDA label.
+        installable: dict[tuple[Any, ...], bool] = {}
+
         def suggestion_key(c: Candidate) -> tuple[Any, ...]:
             e = c.entry
-            return (e.derived, tuple(-x for x in e.fa_key), e.cuda_major_only, -e.cuda_major, -(e.cuda_minor or 0))
+            key = (e.torch_key, e.cuda_major, e.cuda, e.cuda_major_only, e.os, e.cxx11abi)
+            if key not in installable:
+                installable[key] = _torch_build(e) is not None
+            return (e.derived, not installable[key], tuple(-x for x in e.fa_key), e.cuda_major_only, -e.cuda_major,
+                    -(e.cuda_minor or 0))
 
         by_torch: dict[tuple[int, int], Candidate] = {}
         for c in sorted(torch_fix, key=suggestion_key):
@@ -648,18 +723,12 @@ def _advice_when_none(t: _Target, rejected: list[Candidate]) -> list[str]:
                 f"{torch_label} uses the C++11 ABI {_abi_word(bool(t.torch_abi))}, but the wheels for torch "
                 f"{e.torch_mm} use {_abi_word(bool(e.cxx11abi))} (e.g. {e.filename}): install the official PyTorch "
                 "pip wheel of your torch version, whose ABI matches")
+        build = _torch_build(e)
         advice.append(
             f"no wheel for {torch_label} + {t.python_label} on {t.platform_label}; {_torch_suggestion(e)} on the same "
             f"Python has flash-attn {e.flash_attn_version} (file {e.filename})"
+            + (f": {build.pip_command}" if build is not None else "")
             + (f"; other torch versions with wheels here: {others}" if others else ""))
-    driver_fix = only(frozenset({"driver-too-old"}))
-    if driver_fix:
-        e = driver_fix[0].entry
-        floor = drivers.major_floor(e.cuda_major, env.os)
-        max_cuda = f" supports CUDA {_fmt2(t.driver_max_cuda)} at most" if t.driver_max_cuda else " is too old"
-        advice.append(f"driver {t.driver}{max_cuda}; flash-attn {e.flash_attn_version} for {torch_label} needs CUDA "
-                      f"{e.cuda_major}.x (driver ≥ {floor}): update the NVIDIA driver, or use a torch built for an "
-                      "older CUDA major")
     glibc_fix = only(frozenset({"glibc"}))
     if glibc_fix:
         e = glibc_fix[0].entry
@@ -668,7 +737,8 @@ def _advice_when_none(t: _Target, rejected: list[Candidate]) -> list[str]:
                       "and Python versions that have a manylinux wheel")
     spec_fix = only(frozenset({"flash-attn-version"}))
     if spec_fix:
-        versions = sorted({c.entry.flash_attn_version for c in spec_fix}, key=Version, reverse=True)
+        versions = sorted({c.entry.flash_attn_version for c in spec_fix}, key=arch_rules.fa_version_tuple,
+                          reverse=True)
         advice.append(f"no wheel matches --flash-attn {t.options.flash_attn_spec}; versions that fit this machine: "
                       f"{', '.join(versions[:8])}")
     derived_fix = only(frozenset({"derived"}))
@@ -678,7 +748,16 @@ def _advice_when_none(t: _Target, rejected: list[Candidate]) -> list[str]:
     python_fix = only(frozenset({"python-tag"}))
     if python_fix:
         tags = sorted({f"{c.entry.python_tag}-{c.entry.abi_tag}" for c in python_fix})
-        advice.append(f"wheels for {torch_label} exist for other Pythons ({', '.join(tags)}), not {t.python_label}")
+        want = env.python.major_minor
+
+        def distance(c: Candidate) -> tuple[int, bool]:
+            have = _python_tag_version(c.entry.python_tag)
+            return abs(have[1] - want[1]) + 10 * abs(have[0] - want[0]), have < want
+
+        nearest = min(python_fix, key=distance).entry  # python_fix is in rank order: the best of the nearest
+        advice.append(f"wheels for {torch_label} exist for other Pythons ({', '.join(tags)}), not {t.python_label}; "
+                      f"the nearest: Python {'.'.join(map(str, _python_tag_version(nearest.python_tag)))} has "
+                      f"flash-attn {nearest.flash_attn_version} (file {nearest.filename})")
     if only(frozenset({"gpu-arch"})):
         labels = ", ".join(_gpu_label(g) for g in t.gpus)
         advice.append(f"no wheel in the manifest has kernels for your GPU with this torch ({labels}): Blackwell "
@@ -741,30 +820,17 @@ def resolve(env: Environment, manifest: Manifest, options: ResolveOptions | None
     """Check every wheel, rank the ones that fit, pick the best, explain the rest. Pure."""
     options = options or ResolveOptions()
     t = _digest(env, options)
+    index = _index(manifest)
+    verdicts = _verdicts(t, index)
     accepted: list[WheelEntry] = []
     rejected: list[Candidate] = []
-    reps, ids = _groups(manifest)
-    verdicts = []
-    for rule, group in zip(_GROUP_RULES, reps, strict=True):
-        results = []
-        for e in group:
-            r = tuple(rule(t, e))
-            results.append((r, _mask(r)))
-        verdicts.append(results)
-    v1, v2, v3, v4 = verdicts
-    env_reasons, env_mask = t.env_reasons, t.env_mask
-    combined: dict[tuple[int, ...], tuple[tuple[Reason, ...], int]] = {}  # many entries share all four groups
-    for e, key in zip(manifest.entries, ids, strict=True):
-        verdict = combined.get(key)
+    make = tuple.__new__  # Candidate's own __new__ is a Python-level wrapper: 4,000 calls add up
+    for e, combo in zip(manifest.entries, index.combo_of, strict=True):
+        verdict = verdicts[combo]
         if verdict is None:
-            a, b, c, d = key
-            g1, g2, g3, g4 = v1[a], v2[b], v3[c], v4[d]
-            verdict = combined[key] = (env_reasons + g1[0] + g2[0] + g3[0] + g4[0],
-                                       env_mask | g1[1] | g2[1] | g3[1] | g4[1])
-        if verdict[1]:
-            rejected.append(Candidate(entry=e, accepted=False, reasons=verdict[0], mask=verdict[1]))
-        else:
             accepted.append(e)
+        else:
+            rejected.append(make(Candidate, (e, False, None, verdict[0], (), verdict[1])))
     accepted.sort(key=lambda e: rank_key(t, e))
     ranked = [Candidate(entry=e, accepted=True, rank=i, notes=_notes(t, e)) for i, e in enumerate(accepted, 1)]
     best = ranked[0] if ranked else None
@@ -793,7 +859,7 @@ def resolve_wheel_file(env: Environment, entry_or_filename: WheelEntry | str,
         name = entry_or_filename.replace("\\", "/").rsplit("/", 1)[-1]
         entry = WheelEntry.from_filename(name)
     t = _digest(env, options or ResolveOptions(allow_derived=True))
-    reasons = check_wheel(t, entry)
+    reasons, mask = _check(t, entry)
     if reasons:
-        return Candidate(entry=entry, accepted=False, reasons=reasons)
+        return Candidate(entry=entry, accepted=False, reasons=reasons, mask=mask)
     return Candidate(entry=entry, accepted=True, rank=1, notes=_notes(t, entry))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter, defaultdict
+from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -23,11 +23,12 @@ from vox1_setup.errors import BadInputError, ExitCode, NoWheelError
 from vox1_setup.manifest import active_manifest
 from vox1_setup.manifest.model import WheelEntry
 from vox1_setup.paths import Paths
-from vox1_setup.resolver import REASONS, Candidate, Resolution, ResolveOptions
+from vox1_setup.resolver import REASONS, Candidate, Reason, Resolution, ResolveOptions
 from vox1_setup.resolver import resolve as resolve_wheels
 
 SHOWN_ACCEPTED = 10
 SHOWN_MESSAGES = 5
+SHOWN_NEAR_MISSES = 3
 
 
 def load_target(python: str | None, env_file: Path | None, paths: Paths) -> Environment:
@@ -74,7 +75,7 @@ def resolve(*, python: str | None, env_file: Path | None, manifest: str | None, 
     options = ResolveOptions(gpu_index=gpu_index, flash_attn_spec=flash_attn_spec, allow_derived=not no_derived)
     result = resolve_wheels(env, wheels, options)
     if app.json:
-        emit_resolution(result.to_dict())
+        emit_resolution(result)
         for line in result.warnings:
             warn(line)
         return int(ExitCode.OK if result.selected else ExitCode.NO_WHEEL)
@@ -91,18 +92,41 @@ def resolve(*, python: str | None, env_file: Path | None, manifest: str | None, 
     return int(ExitCode.OK)
 
 
-def emit_resolution(doc: dict[str, Any]) -> None:
-    """The vox1-resolution/1 document: indented like every report, but one line per candidate, so 4,000
-    candidates stay fast to write (the indenting encoder is pure Python) and easy to grep."""
-    candidates = doc["candidates"]
-    head = dict(doc)
-    head["candidates"] = []
-    text = json.dumps(head, indent=2, ensure_ascii=False)
-    marker = '"candidates": []'
-    lines = ",\n".join("    " + json.dumps(c, ensure_ascii=False) for c in candidates)
-    body = '"candidates": [\n' + lines + "\n  ]" if candidates else marker
-    sys.stdout.write(text.replace(marker, body, 1) + "\n")
+def emit_resolution(result: Resolution) -> None:
+    sys.stdout.write(resolution_json(result))
     sys.stdout.flush()
+
+
+def resolution_json(result: Resolution) -> str:
+    """The vox1-resolution/1 document as text: indented like every report, but one line per candidate, so
+    4,000 candidates stay easy to grep and fast to write. Equal to `json.dumps(result.to_dict())` once parsed;
+    candidates are written by hand because the indenting encoder is pure Python, and a reason list shared by
+    many candidates is encoded once."""
+    head = json.dumps(result.to_dict(candidates=False), indent=2, ensure_ascii=False)
+    if not result.candidates:
+        return head + "\n"
+    text = encode_basestring
+    memo: dict[int, str] = {}  # by id: reasons and reason lists are shared objects, alive as long as `result`
+
+    def reason(r: Reason) -> str:
+        found = memo.get(id(r))
+        if found is None:
+            found = memo[id(r)] = f'{{"code": {text(r.code)}, "message": {text(r.message)}}}'
+        return found
+
+    def reasons(c: Candidate) -> str:
+        found = memo.get(id(c.reasons))
+        if found is None:
+            found = memo[id(c.reasons)] = "[" + ", ".join(map(reason, c.reasons)) + "]"
+        return found
+
+    lines = [f'    {{"filename": {text(c.entry.filename)}, "url": {text(c.entry.url)}, "accepted": true, '
+             f'"rank": {c.rank}, "reasons": [], "notes": [{", ".join(text(n) for n in c.notes)}]}}'
+             for c in result.accepted]
+    lines += [f'    {{"filename": {text(c.entry.filename)}, "url": {text(c.entry.url)}, "accepted": false, '
+              f'"rank": null, "reasons": {reasons(c)}, "notes": []}}' for c in result.rejected]
+    marker = '"candidates": []'
+    return head.replace(marker, '"candidates": [\n' + ",\n".join(lines) + "\n  ]", 1) + "\n"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -152,14 +176,15 @@ def explain_lines(result: Resolution, *, verbose: bool = False) -> list[str]:
     lines: list[str] = []
     accepted = result.accepted
     lines.append("")
-    lines.append(f"accepted: {len(accepted)} wheel(s), best first")
+    lines.append(f"accepted: {len(accepted)} wheel(s), best first" if accepted else "accepted: none")
     shown = accepted if verbose else accepted[:SHOWN_ACCEPTED]
     lines.extend(_accepted_line(c) for c in shown)
     if len(shown) < len(accepted):
         lines.append(f"        … and {len(accepted) - len(shown)} more (-v lists all)")
     rejected = result.rejected
+    lines.extend(near_miss_lines(rejected, verbose=verbose))
     lines.append("")
-    lines.append(f"rejected: {len(rejected)} wheel(s), by reason")
+    lines.append(f"rejected: {len(rejected)} wheel(s), by reason (a wheel counts under each of its reasons)")
     by_code: dict[str, Counter[str]] = defaultdict(Counter)
     files: dict[tuple[str, str], list[str]] = defaultdict(list)
     for c in rejected:
@@ -180,4 +205,26 @@ def explain_lines(result: Resolution, *, verbose: bool = False) -> list[str]:
                 lines.extend(f"              {name}" for name in files[(code, message)])
         if len(top) < len(messages):
             lines.append(f"      … {len(messages) - len(top)} more distinct message(s) (-v lists all)")
+    return lines
+
+
+def near_miss_lines(rejected: tuple[Candidate, ...], *, verbose: bool = False) -> list[str]:
+    """Rejected wheels that fail a single rule, by rule, newest flash-attn first (a file re-released under
+    several tags once): the ones a single change on this machine would make fit."""
+    single: dict[str, dict[str, Candidate]] = defaultdict(dict)
+    for c in sorted(rejected, key=lambda c: (c.entry.derived, tuple(-x for x in c.entry.fa_key))):
+        if len(c.reasons) == 1:
+            single[c.reasons[0].code].setdefault(c.entry.filename, c)
+    if not single:
+        return []
+    lines = ["", f"near misses: {sum(map(len, single.values()))} file(s) fail one rule only"]
+    for code in REASONS:
+        if code not in single:
+            continue
+        found = list(single[code].values())
+        lines.append(f"  {code}: {len(found)}")
+        shown = found if verbose else found[:SHOWN_NEAR_MISSES]
+        lines.extend(f"      {c.entry.filename}: {c.reasons[0].message}" for c in shown)
+        if len(shown) < len(found):
+            lines.append(f"      … and {len(found) - len(shown)} more (-v lists all)")
     return lines

@@ -11,7 +11,6 @@ from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from vox1_setup.errors import BadInputError
-from vox1_setup.filenames import WheelNameError, filename_from_url, parse_wheel_name
 from vox1_setup.knowledge import abi as abi_rules
 from vox1_setup.knowledge import arch as arch_rules
 from vox1_setup.knowledge import glibc as glibc_rules
@@ -159,6 +158,8 @@ class WheelEntry:
                       size: int | None = None) -> WheelEntry:
         """Build an entry from a wheel file name alone (e.g. `install --wheel FILE`), deriving the effective ABI,
         minimum glibc and GPU architectures from the knowledge tables. Raises BadInputError."""
+        from vox1_setup.filenames import WheelNameError, filename_from_url, parse_wheel_name  # not on resolve's path
+
         try:
             name = parse_wheel_name(filename_from_url(url) if url and not filename else filename)
         except WheelNameError as exc:
@@ -238,6 +239,21 @@ class WheelEntry:
         return entry
 
 
+    def to_row(self) -> tuple[Any, ...]:
+        """Every field, derived keys included, as a tuple in ROW_NAMES order (lists as tuples): the parse
+        cache's form, rebuilt by `from_row` without parsing or deriving anything."""
+        return tuple(self.__dict__[key] for key in ROW_NAMES)
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> WheelEntry:
+        """Inverse of `to_row`, for rows this program wrote itself (the parse cache); no type checks."""
+        if len(row) != len(ROW_NAMES):
+            raise ValueError(f"expected {len(ROW_NAMES)} fields, got {len(row)}")
+        entry = object.__new__(cls)
+        object.__setattr__(entry, "__dict__", dict(zip(ROW_NAMES, row, strict=True)))
+        return entry
+
+
 # (key, exact type, optional). bool is checked as bool (never an int), cxx11abi is true/false/null.
 _FIELD_TYPES: tuple[tuple[str, type, bool], ...] = (
     ("url", str, False), ("filename", str, False), ("sha256", str, True), ("size", int, True),
@@ -247,7 +263,9 @@ _FIELD_TYPES: tuple[tuple[str, type, bool], ...] = (
     ("source", str, False), ("evidence", str, False), ("release", str, True), ("notes", list, True),
 )
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
-_ALL_KEYS = frozenset(key for key, _, _ in _FIELD_TYPES)
+FIELD_NAMES: tuple[str, ...] = tuple(key for key, _, _ in _FIELD_TYPES)  # serialized fields, schema order
+ROW_NAMES: tuple[str, ...] = (*FIELD_NAMES, "fa_key", "torch_key", "cuda_major", "cuda_minor", "release_key", "os")
+_ALL_KEYS = frozenset(FIELD_NAMES)
 _OPTIONAL_KEYS = tuple(key for key, _, optional in _FIELD_TYPES if optional)
 
 
