@@ -79,18 +79,17 @@ def bench_install(work: Path, runs: int) -> dict[str, object]:
                     str(wheel)]
     base_import = [str(py), "-c", "import torch, flash_attn, flash_attn_2_cuda"]
     ours, theirs = [], []
-    for _ in range(runs):
+    for _ in range(runs):  # interleaved, so load from other processes hits both alike
         t = time.perf_counter()
         subprocess.run(base_install, check=True, capture_output=True)
         subprocess.run(base_import, check=True, capture_output=True)
         theirs.append(time.perf_counter() - t)
         t = time.perf_counter()
-        proc = subprocess.run(ours_cmd, check=True, env=env, capture_output=True, text=True)
+        subprocess.run(ours_cmd, check=True, env=env, capture_output=True)
         ours.append(time.perf_counter() - t)
-    last = json.loads(subprocess.run([*ours_cmd[:3], "--json", *ours_cmd[4:]], check=True, env=env,
-                                     capture_output=True, text=True).stdout)
+    json_cmd = [arg if arg != "-q" else "--json" for arg in ours_cmd]
+    last = json.loads(subprocess.run(json_cmd, check=True, env=env, capture_output=True, text=True).stdout)
     o, b = statistics.median(ours), statistics.median(theirs)
-    del proc
     return {"runs": runs, "ours_s": round(o, 3), "baseline_s": round(b, 3), "ratio": round(o / b, 3),
             "goal": "<= 1.5", "ours_breakdown_s": last.get("timings"), "verify_cases": len(
                 last["verify"]["report"]["functional"]["cases"])}

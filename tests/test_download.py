@@ -15,6 +15,7 @@ from vox1_setup.download import (
     RetryPolicy,
     Timeouts,
     download,
+    local_path,
     parse_content_range_start,
     parse_retry_after,
     source_kind,
@@ -171,3 +172,10 @@ def test_header_parsers() -> None:
     assert parse_retry_after("soon") is None
     assert parse_content_range_start("bytes 100-199/200") == 100
     assert parse_content_range_start(None) is None
+
+
+def test_file_urls_become_local_paths() -> None:
+    assert local_path("file:///tmp/dir%20with%20space/%C3%BC.whl") == Path("/tmp/dir with space/ü.whl")
+    assert local_path("file://localhost/tmp/x.whl") == Path("/tmp/x.whl")
+    assert local_path("file://server/share/x.whl") == Path("//server/share/x.whl")
+    assert local_path("/tmp/plain path/x.whl") == Path("/tmp/plain path/x.whl")

@@ -39,12 +39,19 @@ def server(wheels: dict[str, Path]) -> Iterator[FileServer]:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, share_base: Path) -> dict[str, Path]:
+def real_torch() -> bool:
+    """Targets get torch only where the functional check is under test (importing it costs seconds);
+    a test asks for it with @pytest.mark.parametrize("real_torch", [True])."""
+    return False
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, share_base: Path, real_torch: bool) -> dict[str, Path]:
     monkeypatch.setenv("VOX1_VERIFY_ALLOW_CPU", "1")
     monkeypatch.setenv("VOX1_DOWNLOAD_BACKOFF", "0.01")
     work = tmp_path / "työ dir"
     work.mkdir()
-    py = make_venv(work / "target venv ü", real_torch=True, share_base=share_base)
+    py = make_venv(work / "target venv ü", real_torch=real_torch, share_base=share_base)
     return {"python": py, "env": write_env(work / "env.json"), "work": work}
 
 
@@ -66,6 +73,7 @@ def install_args(setup: dict[str, Path], manifest: Path, *extra: str) -> list[st
             "--allow-insecure-localhost", "--yes", *extra]
 
 
+@pytest.mark.parametrize("real_torch", [True])
 def test_install_downloads_verifies_commits_then_uses_the_cache(
         setup: dict[str, Path], server: FileServer, wheels: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -88,11 +96,20 @@ def test_install_downloads_verifies_commits_then_uses_the_cache(
     assert len(server.requests) == before_requests  # nothing downloaded again
 
     h = cli(capsys, "history", "--json")
+    assert h.json()["schema"] == "vox1-history/1"
     entries = h.json()["entries"]
     assert [e["status"] for e in entries] == ["committed", "committed"]
     assert entries[0]["from_version"] == "2.8.3" and entries[0]["to_version"] == "2.8.3"
+    assert entries[1]["from_version"] is None and entries[1]["action"] == "install"
+    assert set(entries[0]) == {"id", "action", "status", "python", "created", "updated", "from_version",
+                               "to_version", "message"}
+    assert entries[0]["id"] == r2.json()["journal_entry"] and entries[0]["created"] >= entries[1]["created"]
+    assert entries[0]["python"] == str(setup["python"]) and entries[0]["message"] == "installed flash-attn 2.8.3"
+    text = cli(capsys, "history")
+    assert text.code == 0 and text.out.index(entries[0]["id"]) < text.out.index(entries[1]["id"])
 
 
+@pytest.mark.parametrize("real_torch", [True])
 def test_without_the_cpu_switch_the_functional_check_is_not_run_never_passed(
         setup: dict[str, Path], server: FileServer, wheels: dict[str, Path], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,7 +137,9 @@ def test_first_use_checksum_is_recorded_and_enforced_later(
     assert journal["wheel"]["sha256"] == sha and journal["wheel"]["trust"] == "first-use"
 
     # The same URL later serves other bytes: the recorded hash catches it.
-    assert cli(capsys, "cache", "clear", "--yes").code == 0
+    cleared = cli(capsys, "--json", "cache", "clear", "--yes")
+    assert cleared.code == 0 and cleared.json()["schema"] == "vox1-cache-clear/1" and cleared.json()["removed"] == 1
+    assert cli(capsys, "cache", "list", "--json").json()["entries"] == []
     server.script(f"/good/{wheels['good'].name}", ["wrong"])
     before = snapshot(setup["python"])
     r = cli(capsys, *install_args(setup, manifest))
@@ -160,9 +179,13 @@ def test_download_to_wheelhouse_then_offline_install(
         *, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest = manifest_for(setup, server, wheels, "good", pin=False)
     house = setup["work"] / "wheel house"
+    r = cli(capsys, "download", "--env", str(setup["env"]), "--python", str(setup["python"]), "--dest", str(house))
+    assert r.code == ExitCode.BAD_INPUT and "mutually exclusive" in r.err
+    monkeypatch.setenv("VOX1_PYTHON", str(tmp_path / "no such python"))  # set by a launcher: --env still wins
     r = cli(capsys, "--json", "download", "--env", str(setup["env"]), "--manifest", str(manifest), "--dest",
             str(house), "--allow-insecure-localhost")
     assert r.code == 0, r.err
+    monkeypatch.delenv("VOX1_PYTHON")
     doc = r.json()
     assert doc["schema"] == "vox1-download/1"
     name = wheels["good"].name
@@ -241,6 +264,20 @@ def test_wheel_option_checks_compatibility_and_force_says_so(
     assert r.code == 0, r.err
     assert "--force" in r.err and "does not fit" in r.err
     assert flash_version(py) == "2.8.3"
+
+    # A local build's name carries no +cu/torch label: refused, unless forced (checksum and verify still apply).
+    own = build_wheel(setup["work"] / "own build", version="2.8.4", local="")
+    assert "+" not in own.name
+    own_args = ["install", "--python", str(py), "--env", str(setup["env"]), "--wheel", str(own), "--yes"]
+    r = cli(capsys, *own_args)
+    assert r.code == ExitCode.BAD_INPUT and "no +cuXXXtorchX.Y label" in r.err
+    assert flash_version(py) == "2.8.3"
+    r = cli(capsys, *own_args, "--force", "--sha256", "f" * 64)
+    assert r.code == ExitCode.DOWNLOAD_FAILED and "checksum mismatch" in r.err  # --force never skips the checksum
+    assert flash_version(py) == "2.8.3"
+    r = cli(capsys, "--json", *own_args, "--force")
+    assert r.code == 0, r.err
+    assert "warning: --force: installing" in r.err and r.json()["after_version"] == "2.8.4"
 
 
 def test_progress_bar_only_on_a_terminal(setup: dict[str, Path], server: FileServer, tmp_path: Path) -> None:

@@ -195,3 +195,52 @@ def test_target_without_pip_is_refused_and_untouched(world: dict[str, object], c
     assert code == ExitCode.INSTALL_FAILED
     assert "No module named pip" in err and "ensurepip" in err
     assert snapshot(python) == before
+
+
+def test_disk_space_is_checked_before_pip_and_nothing_changes(world: dict[str, object]) -> None:
+    """The unpacked wheel would not fit in the target's site-packages: refused after the download, before pip."""
+    from vox1_setup.errors import InstallError
+    from vox1_setup.installer import InstallOptions, WheelPlan, install
+    from vox1_setup.journal import Journal
+    from vox1_setup.paths import default_paths
+
+    wheels: dict[str, Path] = world["wheels"]  # type: ignore[assignment]
+    w = wheels["good"]
+    asked: list[Path] = []
+
+    def free_space(path: Path) -> int:
+        asked.append(path)
+        return 1 << 20 if "site-packages" in path.parts else 1 << 40  # 1 MiB left beside the target
+
+    plan = WheelPlan(source=str(w), filename=w.name, sha256=sha256_of(w), base_version="2.8.3")
+    with pytest.raises(InstallError) as info:
+        install(str(world["python"]), plan, paths=default_paths(), options=InstallOptions(free_space=free_space),
+                note=lambda _m: None)
+    assert info.value.exit_code == ExitCode.INSTALL_FAILED
+    assert "not enough free space" in info.value.message and "to unpack" in info.value.message
+    assert "1 MiB free" in info.value.message
+    assert "nothing had changed yet" in info.value.message  # refused before pip ran
+    assert any("site-packages" in p.parts for p in asked)
+    assert snapshot(world["python"]) == world["snapshot"]  # type: ignore[arg-type]
+    [entry] = list(Journal(default_paths()).entries())
+    assert entry.status == "rolled-back" and [s["name"] for s in entry.doc["steps"]] == ["journaled", "downloaded"]
+
+
+def test_disk_space_for_the_download_is_checked_before_any_request(world: dict[str, object]) -> None:
+    from vox1_setup.errors import DownloadError
+    from vox1_setup.installer import InstallOptions, WheelPlan, install
+    from vox1_setup.paths import default_paths
+
+    wheels: dict[str, Path] = world["wheels"]  # type: ignore[assignment]
+    srv: FileServer = world["server"]  # type: ignore[assignment]
+    w = wheels["good"]
+    plan = WheelPlan(source=srv.url(f"/good/{w.name}"), filename=w.name, sha256=sha256_of(w), base_version="2.8.3",
+                     size=w.stat().st_size)
+    requests = len(srv.requests)
+    options = InstallOptions(allow_insecure_localhost=True, free_space=lambda p: 1 << 20 if "cache" in p.parts
+                             else 1 << 40)
+    with pytest.raises(DownloadError) as info:
+        install(str(world["python"]), plan, paths=default_paths(), options=options, note=lambda _m: None)
+    assert "not enough free space" in info.value.message and "cache clear" in str(info.value.hint)
+    assert len(srv.requests) == requests
+    assert snapshot(world["python"]) == world["snapshot"]  # type: ignore[arg-type]

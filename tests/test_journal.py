@@ -139,3 +139,9 @@ def test_fingerprint_diff_names_what_changed() -> None:
     diff = fingerprint_diff(before, after)
     assert "flash_attn: 2.7.4 before, 2.8.3 now" in diff[0]
     assert "flash_attn/__init__.py" in diff[1]
+
+
+def test_entries_of_one_second_keep_their_order() -> None:
+    journal = Journal(default_paths())
+    made = [journal.begin(Action.INSTALL, "/x/python", before={}, plan={}).id for _ in range(20)]
+    assert journal.ids() == made[::-1]  # newest first, even within one second

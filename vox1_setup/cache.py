@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from vox1_setup.download import sha256_file
+from vox1_setup.errors import DownloadError
 from vox1_setup.journal import atomic_write_json, utc_now
 from vox1_setup.paths import Paths
 
 CACHE_SCHEMA = "vox1-cache/1"
 TRUST_PINNED = "pinned"  # hash given by the manifest, --sha256 or a wheelhouse checksum file
 TRUST_FIRST_USE = "first-use"  # hash computed on the first download and recorded
+DOWNLOAD_LOCK_WAIT_S = 3600.0  # a slow link can take this long for a 500 MB wheel; a dead holder frees it at once
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,22 @@ class WheelCache:
     def incoming_dir(self) -> Path:
         """Downloads stream here first (same file system as the entries, so the final move is a rename)."""
         return self.root / ".incoming"
+
+    @contextmanager
+    def download_lock(self, key: str, filename: str) -> Iterator[None]:
+        """One download per URL at a time across processes (`key` names the URL)."""
+        self.incoming_dir().mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.incoming_dir() / f"{key}.lock"))
+        try:
+            lock.acquire(timeout=DOWNLOAD_LOCK_WAIT_S)
+        except Timeout:
+            raise DownloadError(f"another vox1-setup has been downloading {filename} for "
+                                f"{DOWNLOAD_LOCK_WAIT_S / 60:.0f} minutes", "wait for it, or stop it, and run this "
+                                "again; nothing was changed") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _lock(self) -> FileLock:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,8 @@ def local_path(source: str) -> Path:
         path = unquote(parts.path)
         if os.name == "nt" and path.startswith("/") and len(path) > 2 and path[2] == ":":
             path = path[1:]
+        if parts.netloc and parts.netloc.lower() != "localhost":  # file://server/share/x.whl: a UNC path
+            path = f"//{parts.netloc}{path}"
         return Path(path)
     return Path(source)
 

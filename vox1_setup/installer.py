@@ -35,7 +35,7 @@ from vox1_setup.errors import (
     RollbackError,
     VoxError,
 )
-from vox1_setup.journal import Action, Entry, Journal, Status, wait_for_test_pause
+from vox1_setup.journal import Action, Entry, Journal, Status, same_target, wait_for_test_pause
 from vox1_setup.lock import target_lock
 from vox1_setup.paths import Paths
 from vox1_setup.verify import (
@@ -72,6 +72,22 @@ class WheelPlan:
                 "version": self.base_version, "size": self.size}
 
 
+def free_bytes(path: Path) -> int | None:
+    """Free space on the file system that holds `path` (or would hold it: the nearest existing parent)."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
+
+
+def space_shortfall(free: int | None, needed: int) -> bool:
+    """True when `free` is known and below `needed` plus the margin (unknown free space never blocks)."""
+    return free is not None and free < needed + DISK_MARGIN_BYTES
+
+
 @dataclass(frozen=True)
 class InstallOptions:
     allow_insecure_localhost: bool = False
@@ -81,6 +97,7 @@ class InstallOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeouts: Timeouts = field(default_factory=Timeouts)
     lock_wait: float | None = None
+    free_space: Callable[[Path], int | None] = field(default=free_bytes, compare=False)  # injectable for tests
 
 
 @dataclass(frozen=True)
@@ -185,32 +202,30 @@ def fetch_wheel(plan: WheelPlan, paths: Paths, options: InstallOptions, note: No
         raise DownloadError(f"{plan.filename} is not in the cache{where}, and --offline forbids downloading it",
                             "fetch it on a connected machine with `vox1-setup download --dest DIR` and pass "
                             "--wheelhouse DIR")
-    incoming = cache.incoming_dir() / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-    free = _free_bytes(cache.root)
-    if plan.size and free is not None and free < plan.size + DISK_MARGIN_BYTES:
+    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    free = options.free_space(cache.root)
+    if plan.size and space_shortfall(free, plan.size):
         raise DownloadError(f"not enough free space in {cache.root} for {plan.filename}: "
-                            f"{_mib(free)} free, {_mib(plan.size + DISK_MARGIN_BYTES)} needed",
+                            f"{_mib(free or 0)} free, {_mib(plan.size + DISK_MARGIN_BYTES)} needed",
                             "free some space (or `vox1-setup cache clear`); nothing was changed")
-    note(f"downloading {plan.filename}")
-    result = download(url, incoming / plan.filename, expected_sha256=expected, expected_size=plan.size,
-                      policy=options.retry, timeouts=options.timeouts, progress=options.progress,
-                      allow_insecure_localhost=options.allow_insecure_localhost)
-    entry = cache.add(result.path, filename=plan.filename, sha256=result.sha256, url=url, trust=trust)
-    shutil.rmtree(incoming, ignore_errors=True)
+    # Installs into two targets may fetch the same URL at once: one downloads, the other waits and uses it.
+    with cache.download_lock(key, plan.filename):
+        known = expected or cache.recorded_sha256(url, plan.filename)
+        hit = cache.lookup(known) if known else None
+        if hit is not None:
+            note(f"using cached {hit.filename} (fetched by another vox1-setup meanwhile)")
+            return done(hit.path, hit.sha256, "cache", False)
+        note(f"downloading {plan.filename}")
+        incoming = cache.incoming_dir() / key
+        result = download(url, incoming / plan.filename, expected_sha256=expected, expected_size=plan.size,
+                          policy=options.retry, timeouts=options.timeouts, progress=options.progress,
+                          allow_insecure_localhost=options.allow_insecure_localhost)
+        entry = cache.add(result.path, filename=plan.filename, sha256=result.sha256, url=url, trust=trust)
+        shutil.rmtree(incoming, ignore_errors=True)
     first_use = expected is None
     if first_use:
         note(f"{FIRST_USE_MESSAGE}: sha256 {result.sha256} ({plan.filename}); later downloads must match it")
     return done(entry.path, result.sha256, "download", first_use)
-
-
-def _free_bytes(path: Path) -> int | None:
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    try:
-        return shutil.disk_usage(probe).free
-    except OSError:
-        return None
 
 
 def _mib(n: int) -> str:
@@ -226,13 +241,39 @@ def wheel_unpacked_size(path: Path) -> int:
                            "delete it from the cache (`vox1-setup cache clear`) and try again") from exc
 
 
-def wheel_top_names(path: Path) -> set[str]:
-    """Top-level names a wheel puts into site-packages (to find leftovers of a killed pip)."""
+def wheel_files(path: Path) -> set[str]:
+    """Paths (relative to site-packages) a wheel puts there; empty when the file is unreadable."""
     try:
         with zipfile.ZipFile(path) as zf:
-            return {n.split("/", 1)[0] for n in zf.namelist() if ".data/" not in n.split("/", 1)[0] + "/"}
+            names = zf.namelist()
     except (OSError, zipfile.BadZipFile):
         return set()
+    return {n for n in names if not n.endswith("/") and not n.split("/", 1)[0].endswith(".data")}
+
+
+def wheel_top_names(path: Path) -> set[str]:
+    """Top-level names a wheel puts into site-packages (to find leftovers of a killed pip)."""
+    return {n.split("/", 1)[0] for n in wheel_files(path)}
+
+
+# pip's AdjacentTempDirectory.LEADING_CHARS: a folder being replaced is renamed to "~" + some of these + the
+# rest of its name (`flash_attn` -> `~lash_attn`, `~-ash_attn`, ..., or "~" + filler + the whole name).
+PIP_TEMP_FILLER = frozenset("-~.=%0123456789")
+
+
+def is_pip_temp_name(name: str, owned: set[str]) -> bool:
+    """Is `name` pip's temporary rename of one of the `owned` top-level names (left behind by a killed pip)?"""
+    if not name.startswith("~"):
+        return False
+    for real in owned:
+        if len(real) < 2:
+            continue
+        if len(name) == len(real):
+            if any(name[i:] == real[i:] and PIP_TEMP_FILLER.issuperset(name[1:i]) for i in range(1, len(real))):
+                return True
+        elif name.endswith(real) and PIP_TEMP_FILLER.issuperset(name[1:len(name) - len(real)]):
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -304,9 +345,8 @@ def _remove_dist(python: str, state: TargetState, extra_top_names: set[str], own
     if not site.is_dir():
         return
     names = {n for n in extra_top_names if n and n not in (".", "..")}
-    tilde = {n[1:] for n in names | owned if len(n) > 1}
     for child in site.iterdir():
-        leftover = child.name in names or (child.name.startswith("~") and child.name[1:] in tilde)
+        leftover = child.name in names or is_pip_temp_name(child.name, names | owned)
         if not leftover:
             continue
         if child.is_dir() and not child.is_symlink():
@@ -373,19 +413,21 @@ def restore(python: str, entry_doc: Mapping[str, Any], stash_dir: Path, paths: P
     current = read_state(python)
     if current.fingerprint() == fingerprint:
         return Restored(current, changed=False)
-    top_names: set[str] = set()
+    new_files: set[str] = set()
     wheel_path = (entry_doc.get("wheel") or {}).get("path")
     if wheel_path and Path(wheel_path).is_file():
-        top_names |= wheel_top_names(Path(wheel_path))
+        new_files = wheel_files(Path(wheel_path))
+    top_names = {n.split("/", 1)[0] for n in new_files}
     if current.flash_attn is not None:
         top_names |= {k.split("/", 1)[0] for k in current.flash_attn.files if not k.startswith("..")}
     keep = {k.split("/", 1)[0] for k in (before_fa.files if before_fa else {})}
     # Names the old version owns are restored from the stash, not deleted blindly (shared top-level dirs).
     current_differs = current.flash_attn is not None and (
         before_fa is None or current.fingerprint().get("flash_attn") != fingerprint.get("flash_attn"))
-    if current_differs or top_names - keep or _has_tilde_leftovers(current, top_names | keep):
+    if current_differs or top_names - keep or _has_pip_leftovers(current, top_names | keep):
         _remove_dist(python, current if current_differs else _without_fa(current), top_names - keep,
                      top_names | keep)
+    _remove_stray_files(current, new_files, set(before_fa.files) if before_fa else set())
     if before_fa is not None:
         restored = False
         if (stash_dir / "stash.json").is_file():
@@ -414,10 +456,27 @@ def restore(python: str, entry_doc: Mapping[str, Any], stash_dir: Path, paths: P
     return Restored(after, changed=True, import_error=error)
 
 
-def _has_tilde_leftovers(state: TargetState, names: set[str]) -> bool:
+def _has_pip_leftovers(state: TargetState, names: set[str]) -> bool:
     site = Path(state.purelib)
-    tilde = {f"~{n[1:]}" for n in names if len(n) > 1}
-    return site.is_dir() and any(child.name in tilde for child in site.iterdir())
+    return site.is_dir() and any(is_pip_temp_name(child.name, names) for child in site.iterdir())
+
+
+def _remove_stray_files(state: TargetState, new_files: set[str], keep: set[str]) -> None:
+    """Files of the new wheel that the old version does not own: pip killed half-way through writing them
+    leaves them with no RECORD to uninstall them by. Empty folders they leave are removed too."""
+    for base in {Path(state.purelib), Path(state.platlib)}:
+        dirs: set[Path] = set()
+        for rel in new_files - keep:
+            p = base / rel
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+                dirs.update(q for q in p.parents if base in q.parents)
+        for d in sorted(dirs, key=lambda q: len(q.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                pycache = d / "__pycache__"
+                if pycache.is_dir() and not any(f.suffix != ".pyc" for f in pycache.iterdir()):
+                    shutil.rmtree(pycache)
+                d.rmdir()  # only when empty
 
 
 def _without_fa(state: TargetState) -> TargetState:
@@ -445,7 +504,7 @@ def _cached_wheel_for(journal: Journal, paths: Paths, python: str, version: str)
     """The cached wheel the currently installed version came from (a second way to restore it)."""
     for entry in journal.entries():
         doc = entry.doc
-        if (doc.get("python") == python and doc.get("action") == Action.INSTALL.value
+        if (same_target(doc.get("python"), python) and doc.get("action") == Action.INSTALL.value
                 and doc.get("status") == Status.COMMITTED.value and (doc.get("plan") or {}).get("version") == version):
             sha = (doc.get("wheel") or {}).get("sha256")
             hit = WheelCache(paths).lookup(sha, check=False) if sha else None
@@ -492,7 +551,7 @@ def _fail(entry: Entry, exc: BaseException, python: str, paths: Paths, note: Not
     if isinstance(exc, VoxError):
         error = exc
     elif isinstance(exc, KeyboardInterrupt):
-        error = AbortedError("interrupted (Ctrl-C)")
+        error = AbortedError("interrupted (Ctrl-C)", "run the command again when you are ready")
     else:
         error = VoxError(f"unexpected error: {type(exc).__name__}: {exc}",
                          "this is a bug in vox1-setup; rerun with --verbose and report it", exit_code=ExitCode.INTERNAL)
@@ -513,6 +572,19 @@ def _fail(entry: Entry, exc: BaseException, python: str, paths: Paths, note: Not
     entry.finish(Status.ROLLED_BACK, outcome={"message": error.message, "exit_code": int(error.exit_code),
                                               "restored": restored.describe()})
     return type(error)(f"{error.message}\n{text}", error.hint, exit_code=error.exit_code)
+
+
+def pip_failure_hint(text: str, python: str) -> str | None:
+    """What to do about pip's error text: the FIELD-NOTES §5 table first, then pip's own usual failures."""
+    if "No module named pip" in text:
+        return f"this Python has no pip: run `\"{python}\" -m ensurepip`, then install again"
+    if any(t in text for t in ("WinError 32", "WinError 5]", "Access is denied")):
+        return ("a running program (VOX-1 itself?) has flash-attn's files open, and Windows does not let them be "
+                "replaced: close it and run this again")
+    from vox1_setup.verify import explain_text
+
+    d = explain_text(text)
+    return f"{str(d.get('summary')).rstrip('.')}. {d.get('fix')}" if d else None
 
 
 def _step(entry: Entry, name: str, **detail: Any) -> None:
@@ -539,10 +611,12 @@ def install(python: str, plan: WheelPlan, *, paths: Paths, options: InstallOptio
             timings["fetch"] = fetched.seconds
             entry.update(wheel=fetched.to_dict())
             _step(entry, "downloaded", origin=fetched.origin, sha256=fetched.sha256, trust=fetched.trust)
-            needed = wheel_unpacked_size(fetched.path) + DISK_MARGIN_BYTES
-            if before.free_bytes is not None and before.free_bytes < needed:
-                raise InstallError(f"not enough free space in {before.purelib}: {_mib(before.free_bytes)} free, "
-                                   f"{_mib(needed)} needed", "free some space and run this again")
+            needed = wheel_unpacked_size(fetched.path)
+            free = options.free_space(Path(before.purelib))
+            if space_shortfall(free, needed):
+                raise InstallError(f"not enough free space in {before.purelib} to unpack {plan.filename}: "
+                                   f"{_mib(free or 0)} free, {_mib(needed + DISK_MARGIN_BYTES)} needed",
+                                   "free some space on that drive and run this again; nothing was changed")
             _prepare_restore(entry, journal, paths, python, before)
             _step(entry, "stashed")
             t = time.perf_counter()
@@ -550,12 +624,7 @@ def install(python: str, plan: WheelPlan, *, paths: Paths, options: InstallOptio
             timings["pip"] = time.perf_counter() - t
             if not result.ok:
                 text = (result.stderr or result.stdout).strip()[-2000:]
-                from vox1_setup.verify import explain_text
-
-                d = explain_text(text)
-                hint = f"{str(d.get('summary')).rstrip('.')}. {d.get('fix')}" if d else None
-                if "No module named pip" in text:
-                    hint = f"this Python has no pip: run `\"{python}\" -m ensurepip`, then install again"
+                hint = pip_failure_hint(text, python)
                 raise InstallError(f"pip could not install {plan.filename}:\n{text}", hint)
             _step(entry, "installed", seconds=round(timings["pip"], 3))
             report = verify_install(python, plan.base_version)
@@ -594,7 +663,9 @@ def uninstall(python: str, *, paths: Paths, note: Note, lock_wait: float | None 
             _step(entry, "removed")
             after = read_state(python)
             if after.flash_attn is not None or after.module_origin:
-                raise InstallError(f"flash-attn is still importable after uninstalling ({after.module_origin})")
+                raise InstallError(f"flash-attn is still importable after uninstalling ({after.module_origin})",
+                                   "another copy sits on the target's sys.path (a .pth file, PYTHONPATH, the user "
+                                   "site): remove that one by hand; this one was put back")
         except BaseException as exc:
             err = _fail(entry, exc, python, paths, note)
             raise err from (exc if isinstance(exc, Exception) else None)
@@ -634,8 +705,9 @@ def rollback(python: str | None, *, to: str | None, paths: Paths, note: Note,
         raise BadInputError(f"journal entry {undo.id} is {undo.status}; only a committed change can be undone",
                             "see `vox1-setup history`")
     target = str(undo.doc["python"])
-    if python is not None and target_id(python) != target:
-        raise BadInputError(f"journal entry {undo.id} changed {target}, not {target_id(python)}")
+    if python is not None and not same_target(target_id(python), target):
+        raise BadInputError(f"journal entry {undo.id} changed {target}, not {target_id(python)}",
+                            f"drop --python, or pass --python \"{target}\"")
     with target_lock(paths, target, wait=lock_wait):
         current = read_state(target)
         goal = undo.doc.get("before") or {}

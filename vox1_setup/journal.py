@@ -62,6 +62,11 @@ def atomic_write_json(path: Path, doc: Mapping[str, Any]) -> None:
             tmp.unlink()
 
 
+def same_target(a: object, b: object) -> bool:
+    """Two spellings of one interpreter path (on Windows, paths are case-insensitive and `/` means `\\`)."""
+    return isinstance(a, str) and isinstance(b, str) and os.path.normcase(a) == os.path.normcase(b)
+
+
 def _process_started(pid: int) -> float | None:
     try:
         import psutil
@@ -159,7 +164,8 @@ class Journal:
         self.root = paths.journal
 
     def begin(self, action: Action, python: str, **fields: Any) -> Entry:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        # Microseconds: ids sort newest first, and a recovery plus the install after it share one second.
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
         entry_id = f"{stamp}-{action.value}-{secrets.token_hex(3)}"
         now = utc_now()
         doc: dict[str, Any] = {
@@ -228,14 +234,15 @@ class Journal:
                 entry = self.load(entry_id)
             except BadInputError:
                 continue
-            if self.is_interrupted(entry) and (python is None or entry.doc.get("python") == python):
+            if self.is_interrupted(entry) and (python is None or same_target(entry.doc.get("python"), python)):
                 found.append(entry)
         return found
 
     def last_committed(self, python: str | None, actions: tuple[Action, ...] = (Action.INSTALL, Action.UNINSTALL,
                                                                            Action.ROLLBACK)) -> Entry | None:
         for entry in self.entries():
-            if ((python is None or entry.doc.get("python") == python) and entry.status == Status.COMMITTED.value
+            if ((python is None or same_target(entry.doc.get("python"), python))
+                    and entry.status == Status.COMMITTED.value
                     and entry.doc.get("action") in {a.value for a in actions}):
                 return entry
         return None

@@ -24,8 +24,11 @@ DEFAULT_WAIT_S = 5.0  # "waits briefly": an install takes longer than this, a st
 
 
 def lock_key(python: str) -> str:
-    """Absolute path WITHOUT resolving symlinks: every venv's python links to the same base interpreter."""
-    norm = os.path.normcase(os.path.abspath(python))  # noqa: PTH100 (resolve() would follow the link)
+    """The interpreter's folder, not the file: `bin/python` and `bin/python3` of one venv are one target and
+    must share the lock, while the file itself is not resolved (every venv's python links to the same base
+    interpreter). Two interpreters in one folder then share a lock too: over-cautious, never unsafe."""
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(python)))  # noqa: PTH100, PTH120
+    norm = os.path.normcase(folder)
     return hashlib.sha256(norm.encode("utf-8")).hexdigest()[:16]
 
 

@@ -147,7 +147,11 @@ class VerifyReport:
             return f"not run: {f.get('reason') or 'unknown reason'}"
         cases = f.get("cases", [])
         worst = max((c.get("max_abs_err") or 0.0 for c in cases), default=0.0)
-        return f"{status} on {f.get('device')} ({len(cases)} cases, max abs error {worst:.2e})"
+        gpu = f.get("gpu") or {}
+        where = f"{gpu.get('name')} (sm {gpu.get('capability')})" if f.get("device") == "cuda" and gpu else \
+            f.get("device")
+        ms = sum(c.get("ms") or 0.0 for c in cases)
+        return f"{status} on {where} ({len(cases)} cases, max abs error {worst:.2e}, {ms:.1f} ms in all)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "seconds": round(self.seconds, 3), "crash": self.crash,

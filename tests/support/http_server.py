@@ -14,6 +14,7 @@ normally (206 for a valid Range). Faults:
   "wrong"              the right length of the wrong bytes
   "404"                not found
   "norange"            ignore a Range header (200 with the whole file)
+  "slow:<secs>"        the whole body, in 8 pieces spread over <secs> (a download that takes a while)
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(float(fault.split(":")[1]))
             self.close_connection = True
+            return
+        if fault and fault.startswith("slow:"):
+            pause = float(fault.split(":")[1]) / 8
+            step = max(1, (size - start) // 8 + 1)
+            for lo in range(start, size, step):
+                self._send(source, lo, min(size, lo + step))
+                self.wfile.flush()
+                time.sleep(pause)
             return
         if fault == "wrong":
             self.wfile.write(b"\x00" * (size - start))

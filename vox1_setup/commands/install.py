@@ -34,6 +34,7 @@ ROLLBACK_SCHEMA = "vox1-rollback/1"
 HISTORY_SCHEMA = "vox1-history/1"
 DOWNLOAD_SCHEMA = "vox1-download/1"
 CACHE_SCHEMA = "vox1-cache-list/1"
+CACHE_CLEAR_SCHEMA = "vox1-cache-clear/1"
 
 if TYPE_CHECKING:  # typing only; keeps the CLI start fast
     from vox1_setup.environment import Environment
@@ -94,7 +95,7 @@ def _confirm(app: AppContext, question: str, yes: bool) -> None:
     if yes or app.json or not app.interactive:
         return
     if not click.confirm(question, default=True):
-        raise AbortedError("cancelled; nothing was changed")
+        raise AbortedError("cancelled; nothing was changed", "pass --yes to skip the question")
 
 
 def _target_python(python: str | None) -> str:
@@ -128,15 +129,13 @@ def choose_wheel(env: Environment, *, manifest: str | None, spec: str | None, wh
     from vox1_setup.resolver import ResolveOptions, resolve, resolve_wheel_file
 
     warnings: list[str] = []
-    if sha256 is not None:
-        sha256 = sha256.lower().removeprefix("sha256:")
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise BadInputError(f"--sha256 {sha256!r} is not a sha256 hex digest (64 hex characters)")
+    sha256 = _checked_sha256(sha256)
     if wheel is None:
         if force:
             raise BadInputError("--force applies to --wheel only", "give the wheel to install with --wheel")
         if sha256:
-            raise BadInputError("--sha256 pins a --wheel; the manifest pins its own wheels")
+            raise BadInputError("--sha256 pins a --wheel; the manifest pins its own wheels",
+                                "give the wheel with --wheel PATH_OR_URL, or drop --sha256")
         result = resolve(env, active_manifest(manifest, paths), ResolveOptions(flash_attn_spec=spec))
         warnings.extend(result.warnings)
         if result.selected is None:
@@ -145,14 +144,7 @@ def choose_wheel(env: Environment, *, manifest: str | None, spec: str | None, wh
                                + (f"\n  {advice}" if advice else ""),
                                "`vox1-setup resolve --explain` shows why each wheel was rejected")
         return result.selected, warnings
-    name = wheel.replace("\\", "/").rsplit("/", 1)[-1]
-    if _is_url(wheel):
-        from vox1_setup.filenames import filename_from_url
-
-        name = filename_from_url(wheel)
-        source = wheel
-    else:
-        source = str(Path(wheel).expanduser().absolute())
+    name, source = _wheel_source(wheel)
     entry = WheelEntry.from_filename(name, url=source)
     known = [e for e in active_manifest(manifest, paths).by_filename(entry.filename) if e.sha256] if not sha256 \
         else []
@@ -168,6 +160,44 @@ def choose_wheel(env: Environment, *, manifest: str | None, spec: str | None, wh
                                "(it will still be verified and rolled back if it fails)")
         warnings.append(f"--force: installing {entry.filename} although it does not fit this machine: {reasons}")
     return entry, warnings
+
+
+def _checked_sha256(sha256: str | None) -> str | None:
+    if sha256 is None:
+        return None
+    sha256 = sha256.lower().removeprefix("sha256:")
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise BadInputError(f"--sha256 {sha256!r} is not a sha256 hex digest (64 hex characters)",
+                            "compute it with `sha256sum FILE` (Windows: `certutil -hashfile FILE SHA256`)")
+    return sha256
+
+
+def _wheel_source(wheel: str) -> tuple[str, str]:
+    """(file name, source) of --wheel: a URL stays as it is, a path becomes absolute."""
+    if _is_url(wheel):
+        from vox1_setup.filenames import filename_from_url
+
+        return filename_from_url(wheel), wheel
+    return wheel.replace("\\", "/").rsplit("/", 1)[-1], str(Path(wheel).expanduser().absolute())
+
+
+def forced_plan(wheel: str, sha256: str | None, refusal: VoxError) -> tuple[WheelPlan, list[str]]:
+    """--force with a wheel the catalog rules cannot read (a local build named `flash_attn-2.8.3-cp311-…whl`
+    has no +cu/torch label): install it on the strength of its wheel name alone, checksum and verification
+    still apply. Re-raises `refusal` when the name is not even a flash_attn wheel."""
+    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+    from vox1_setup.installer import WheelPlan
+
+    name, source = _wheel_source(wheel)
+    try:
+        dist, version, _build, _tags = parse_wheel_filename(name)
+    except InvalidWheelFilename:
+        raise refusal from None
+    if canonicalize_name(dist) != "flash-attn":
+        raise refusal
+    plan = WheelPlan(source=source, filename=name, sha256=_checked_sha256(sha256), base_version=version.base_version)
+    return plan, [f"--force: installing {name} although {refusal.message}"]
 
 
 def _plan(entry: WheelEntry) -> WheelPlan:
@@ -243,11 +273,16 @@ def install(*, python: str | None, env_file: Path | None, manifest: str | None, 
 
         target = _target_python(python)
         env = _load_env(target, env_file, app.paths)
-        entry, warnings = choose_wheel(env, manifest=manifest, spec=spec, wheel=wheel, sha256=sha256, force=force,
-                                       paths=app.paths)
+        try:
+            entry, warnings = choose_wheel(env, manifest=manifest, spec=spec, wheel=wheel, sha256=sha256,
+                                           force=force, paths=app.paths)
+            plan = _plan(entry)
+        except BadInputError as refusal:
+            if not (force and wheel):
+                raise
+            plan, warnings = forced_plan(wheel, sha256, refusal)
         for line in warnings:
             warn(line)
-        plan = _plan(entry)
         options = _install_options(app, allow_insecure_localhost=allow_insecure_localhost, offline=offline,
                                    wheelhouse=wheelhouse)
         from vox1_setup.download import source_kind
@@ -293,7 +328,7 @@ def _render_outcome(app: AppContext, outcome: Outcome, schema: str, status: str,
     if outcome.action == "install":
         click.echo(f"installed flash-attn {outcome.after_version} into {outcome.python}"
                    + (f" (was {outcome.before_version})" if outcome.before_version else ""))
-        if v is not None:
+        if v is not None and not app.quiet:
             click.echo("  verified: import flash_attn ok, flash_attn_2_cuda ok, version ok")
             click.echo(f"  functional check: {v.functional_summary()}")
     elif outcome.action == "uninstall":
@@ -350,7 +385,7 @@ def rollback(python: str | None, to: str | None, yes: bool) -> None:
     \b
     Examples:
       vox1-setup rollback
-      vox1-setup rollback --to 20261128T030512-install-ab12cd
+      vox1-setup rollback --to 20261128T030512.123456-install-ab12cd
     """
     app = app_context()
     with _json_failure(app, ROLLBACK_SCHEMA):
@@ -387,14 +422,19 @@ def rollback(python: str | None, to: str | None, yes: bool) -> None:
 @output_options
 def history(python: str | None, limit: int) -> None:
     """The install journal, newest first: when, what, from which version to which, and the outcome."""
-    from vox1_setup.journal import EntrySummary, Journal
-
     app = app_context()
+    with _json_failure(app, HISTORY_SCHEMA):
+        _history(app, python, limit)
+
+
+def _history(app: AppContext, python: str | None, limit: int) -> None:
+    from vox1_setup.journal import EntrySummary, Journal, same_target
+
     journal = Journal(app.paths)
     wanted = os.path.abspath(_target_python(python)) if python else None  # noqa: PTH100
     rows = []
     for entry in journal.entries():
-        if wanted and entry.doc.get("python") != wanted:
+        if wanted and not same_target(entry.doc.get("python"), wanted):
             continue
         rows.append(EntrySummary.from_doc(entry.doc, journal.is_interrupted(entry)))
         if len(rows) >= limit:
@@ -443,7 +483,17 @@ def download(*, python: str | None, env_file: Path | None, manifest: str | None,
         from vox1_setup.installer import fetch_wheel
 
         if python and env_file:
-            raise BadInputError("--python and --env are mutually exclusive")
+            ctx = click.get_current_context()
+            typed = {n for n in ("python", "env_file")
+                     if ctx.get_parameter_source(n) is click.core.ParameterSource.COMMANDLINE}
+            if len(typed) == 2:
+                raise BadInputError("--python and --env are mutually exclusive",
+                                    "--env FILE describes the machine the wheel is for; --python detects it here")
+            # One of them came from VOX1_PYTHON / VOX1_ENV_FILE: the one typed wins (else the machine file).
+            if typed == {"python"}:
+                env_file = None
+            else:
+                python = None
         env = _load_env(_target_python(python), env_file, app.paths)
         entry, warnings = choose_wheel(env, manifest=manifest, spec=spec, wheel=None, sha256=None, force=False,
                                        paths=app.paths)
@@ -507,13 +557,14 @@ def cache_clear(yes: bool) -> None:
 
     app = app_context()
     wc = WheelCache(app.paths)
-    if not wc.root.is_dir():
-        count, size = 0, 0
-    else:
-        _confirm(app, f"Delete the wheel cache in {wc.root}?", yes)
-        count, size = wc.clear()
+    with _json_failure(app, CACHE_CLEAR_SCHEMA):
+        if not wc.root.is_dir():
+            count, size = 0, 0
+        else:
+            _confirm(app, f"Delete the wheel cache in {wc.root}?", yes)
+            count, size = wc.clear()
     if app.json:
-        emit_json({"schema": "vox1-cache-clear/1", "removed": count, "bytes": size})
+        emit_json({"schema": CACHE_CLEAR_SCHEMA, "status": "cleared", "removed": count, "bytes": size})
         return
     click.echo(f"removed {count} cached wheels ({_size(size)})")
 
