@@ -10,12 +10,11 @@ header while more pages exist, 404 for an unknown repository, 403 when told to p
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback import BackgroundServer, LoopbackHTTPServer, QuietHandler
 
 
 def release(tag: str, assets: Sequence[tuple[str, str, str | None, int]], *, draft: bool = False) -> dict[str, Any]:
@@ -27,12 +26,8 @@ def release(tag: str, assets: Sequence[tuple[str, str, str | None, int]], *, dra
     }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     def do_GET(self) -> None:
         srv = self.server
@@ -72,42 +67,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(LoopbackHTTPServer):
     def __init__(self, releases: Mapping[str, Sequence[Mapping[str, Any]]], per_page: int) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.releases = dict(releases)
         self.per_page = per_page
         self.rate_limited = False
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.lock = threading.Lock()
 
 
-class FakeGitHub:
+class FakeGitHub(BackgroundServer):
     def __init__(self, releases: Mapping[str, Sequence[Mapping[str, Any]]], *, per_page: int = 100) -> None:
-        self._server = _Server(releases, per_page)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    def __enter__(self) -> FakeGitHub:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server: _Server = _Server(releases, per_page)
+        super().__init__(self._server)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.base_url
 
     def rate_limit(self, on: bool = True) -> None:
         self._server.rate_limited = on
-
-    @property
-    def requests(self) -> list[tuple[str, dict[str, str]]]:
-        with self._server.lock:
-            return list(self._server.requests)

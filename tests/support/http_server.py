@@ -21,20 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+
+from tests.support.loopback import BackgroundServer, LoopbackHTTPServer, QuietHandler
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     def do_GET(self) -> None:
         srv = self.server
@@ -116,39 +110,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _Server(LoopbackHTTPServer):
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.files: dict[str, bytes | Path] = {}
         self.scripts: dict[str, list[str]] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.lock = threading.Lock()
 
 
-class FileServer:
+class FileServer(BackgroundServer):
     def __init__(self) -> None:
-        self._server = _Server()
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    def __enter__(self) -> FileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        self._server: _Server = _Server()
+        super().__init__(self._server)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.base_url}{path}"
 
     def add(self, path: str, data: bytes | Path) -> str:
         """Serve `data` (bytes, or a file streamed with sendfile) at `path`; returns its URL."""
@@ -158,8 +133,3 @@ class FileServer:
     def script(self, path: str, faults: list[str]) -> None:
         with self._server.lock:
             self._server.scripts[path] = list(faults)
-
-    @property
-    def requests(self) -> list[tuple[str, dict[str, str]]]:
-        with self._server.lock:
-            return list(self._server.requests)
