@@ -55,7 +55,7 @@ def run(argv: list[str] | None = None) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         doc, code = {"schema": LOAD_SCHEMA, "error": exc.to_dict()}, exc.exit_code
-    rendered = json.dumps(doc, indent=2, ensure_ascii=False)
+    rendered = json.dumps(doc, indent=2)
     if args.output:
         try:
             args.output.parent.mkdir(parents=True, exist_ok=True)

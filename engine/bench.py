@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         write_json(args.out, doc)
     if args.json:
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        print(json.dumps(doc, indent=2))
     else:
         print(render_table(doc))
     return int(EngineExit.OK)

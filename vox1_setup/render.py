@@ -75,4 +75,4 @@ def render_report(report: DoctorReport, *, color: bool = False, verbose: bool = 
 
 
 def render_json(report: DoctorReport, env: Environment | None = None) -> str:
-    return json.dumps(report_to_dict(report, env), indent=2, ensure_ascii=False)
+    return json.dumps(report_to_dict(report, env), indent=2)

@@ -72,8 +72,9 @@ def app_context() -> AppContext:
 
 
 def emit_json(doc: Any) -> None:
-    """JSON reports go to stdout, nothing else does when --json is on."""
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+    """JSON reports go to stdout, nothing else does when --json is on. ASCII-escaped, so a report redirected
+    to a file through a legacy Windows code page keeps every character of a non-ASCII path."""
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
 
 

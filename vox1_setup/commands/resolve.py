@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter, defaultdict
-from json.encoder import encode_basestring
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 import click
@@ -102,10 +102,10 @@ def resolution_json(result: Resolution) -> str:
     4,000 candidates stay easy to grep and fast to write. Equal to `json.dumps(result.to_dict())` once parsed;
     candidates are written by hand because the indenting encoder is pure Python, and a reason list shared by
     many candidates is encoded once."""
-    head = json.dumps(result.to_dict(candidates=False), indent=2, ensure_ascii=False)
+    head = json.dumps(result.to_dict(candidates=False), indent=2)
     if not result.candidates:
         return head + "\n"
-    text = encode_basestring
+    text = encode_basestring_ascii
     memo: dict[int, str] = {}  # by id: reasons and reason lists are shared objects, alive as long as `result`
 
     def reason(r: Reason) -> str:
