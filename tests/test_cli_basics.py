@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vox1_setup.cli import run_cli
 from vox1_setup.errors import ExitCode
 
@@ -39,3 +41,32 @@ def test_cli_process_never_imports_torch() -> None:
     code = "import sys; from vox1_setup.cli import run_cli; run_cli(['--help']); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False")
+
+
+def test_json_failures_still_print_one_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    cases = [
+        (["resolve", "--env", str(tmp_path / "missing.json"), "--json"], ExitCode.BAD_INPUT, "resolve"),
+        (["--json", "no-such-command"], ExitCode.BAD_INPUT, None),
+        (["settings", "set", "dtype", "fp16", "--json"], ExitCode.BAD_INPUT, "settings"),
+    ]
+    for argv, code, command in cases:
+        assert run_cli(argv) == code
+        out = capsys.readouterr().out
+        doc = json.loads(out)  # exactly one parseable document
+        assert doc["schema"] == "vox1-error/1" and doc["status"] == "failed"
+        assert doc["command"] == command and doc["error"]["exit_code"] == int(code)
+        assert doc["error"]["message"]
+
+
+def test_a_command_that_prints_its_own_failure_document_is_not_doubled(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    python = tmp_path / "not a python"
+    python.write_text("hello", encoding="utf-8")
+    code = run_cli(["uninstall", "--python", str(python), "--yes", "--json"])
+    assert code == ExitCode.BAD_INPUT
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "failed"

@@ -130,9 +130,62 @@ def _tolerant_output() -> None:
                 reconfigure(errors="replace")
 
 
+ERROR_SCHEMA = "vox1-error/1"
+
+
+class _StdoutWatch:
+    """Wraps stdout for one command, to know whether it already printed its own (failure) document."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.written = False
+
+    def write(self, text: str) -> int:
+        if text:
+            self.written = True
+        return int(self._inner.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _json_requested(args: list[str]) -> bool:
+    return "--json" in args or _env_flag("VOX1_JSON")
+
+
+def _failure_document(args: list[str], message: str, hint: str | None, code: int) -> None:
+    """With --json, every failure still leaves one parseable document on stdout."""
+    command = next((a for a in args if a in COMMANDS), None)
+    doc = {"schema": ERROR_SCHEMA, "status": "failed", "command": command,
+           "error": {"message": message, "hint": hint, "exit_code": code}}
+    import json
+
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.flush()
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if not _json_requested(args):
+        return _run_cli(args)
+    watch = _StdoutWatch(sys.stdout)
+    sys.stdout = watch
+    try:
+        code = _run_cli(args, watch)
+    finally:
+        if sys.stdout is watch:
+            sys.stdout = watch._inner
+    return code
+
+
+def _run_cli(args: list[str], watch: _StdoutWatch | None = None) -> int:
     verbose = any(a in ("-v", "-vv", "--verbose") or a.startswith("-vv") for a in args) or _env_flag("VOX1_VERBOSE")
+
+    def failed(message: str, hint: str | None, code: int) -> int:
+        if watch is not None and not watch.written:
+            _failure_document(args, message, hint, code)
+        return code
+
     try:
         result: Any = cli.main(args=args, prog_name="vox1-setup", standalone_mode=False)
     except VoxError as exc:
@@ -143,18 +196,19 @@ def run_cli(argv: list[str] | None = None) -> int:
         click.secho(f"error: {exc.message}", err=True, fg="red")
         if exc.hint:
             click.echo(f"hint: {exc.hint}", err=True)
-        return int(exc.exit_code)
+        return failed(exc.message, exc.hint, int(exc.exit_code))
     except click.exceptions.Abort:
         click.echo("aborted.", err=True)
-        return int(ExitCode.ABORTED)
+        return failed("aborted", None, int(ExitCode.ABORTED))
     except KeyboardInterrupt:
         click.echo("interrupted.", err=True)
-        return int(ExitCode.ABORTED)
+        return failed("interrupted", None, int(ExitCode.ABORTED))
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        return int(ExitCode.BAD_INPUT) if exc.exit_code == 2 else int(exc.exit_code)
+        code = int(ExitCode.BAD_INPUT) if exc.exit_code == 2 else int(exc.exit_code)
+        return failed(exc.format_message(), None, code)
     except Exception as exc:  # a bug: short message unless --verbose
         if verbose:
             import traceback
@@ -162,5 +216,6 @@ def run_cli(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         click.secho(f"internal error: {type(exc).__name__}: {exc}", err=True, fg="red")
         click.echo("hint: this is a bug in vox1-setup; rerun with --verbose and report the output", err=True)
-        return int(ExitCode.INTERNAL)
+        return failed(f"internal error: {type(exc).__name__}: {exc}",
+                      "this is a bug in vox1-setup; rerun with --verbose and report the output", int(ExitCode.INTERNAL))
     return int(result) if isinstance(result, int) else int(ExitCode.OK)
