@@ -71,16 +71,19 @@ def test_validate_an_unreadable_document(tmp_path: Path, capsys: pytest.CaptureF
 
 
 @pytest.mark.parametrize(("args", "check"), [
-    (["--torch", "2.9", "--python", "3.13", "--platform", "windows"],
+    (["--torch", "2.9", "--py", "3.13", "--platform", "windows"],
      lambda e: e["torch_mm"] == "2.9" and e["abi_tag"] == "cp313" and e["platform_tags"] == ["win_amd64"]),
-    (["--python", "3.13t"], lambda e: e["abi_tag"] == "cp313t"),
-    (["--python", "cp310", "--cuda", "13"], lambda e: e["abi_tag"] == "cp310" and e["cuda"].startswith("13")),
-    (["--cuda", "12.8", "--torch", "2.7.1+cu128", "--python", "3.11", "--platform", "linux_x86_64"],
+    (["--py", "3.13t"], lambda e: e["abi_tag"] == "cp313t"),
+    (["--python-version", "cp310", "--cuda", "13"],
+     lambda e: e["abi_tag"] == "cp310" and e["cuda"].startswith("13")),
+    (["--cuda", "12.8", "--torch", "2.7.1+cu128", "--py", "3.11", "--platform", "linux_x86_64"],
      lambda e: e["cuda"] in ("12.8", "12") and all(p.endswith("x86_64") for p in e["platform_tags"])),
     (["--platform", "aarch64", "--source", "mjun0812"],
      lambda e: e["platform_tags"][0].endswith("aarch64") and e["source"] == "mjun0812"),
     (["--flash-attn", ">=2.8.3", "--source", "Dao-AILab"],
      lambda e: e["flash_attn_version"].startswith("2.8.3") and e["source"] == "Dao-AILab"),
+    (["--flash-attn", "2.8.3", "--source", "Dao-AILab"], lambda e: e["flash_attn_version"] == "2.8.3"),
+    (["--flash-attn", "2.7.*", "--py", "3.12"], lambda e: e["flash_attn_version"].startswith("2.7.")),
 ])
 def test_list_filters(args: list[str], check: object, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["manifest", "list", *args, "--json"]) == 0
@@ -90,9 +93,57 @@ def test_list_filters(args: list[str], check: object, capsys: pytest.CaptureFixt
 
 
 def test_list_human_output_and_bad_filters(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli(["manifest", "list", "--torch", "2.9", "--python", "3.13", "--platform", "win_amd64"]) == 0
+    assert run_cli(["manifest", "list", "--torch", "2.9", "--py", "3.13", "--platform", "win_amd64"]) == 0
     captured = capsys.readouterr()
     assert "flash_attn-2.8.3+cu128torch2.9-cp313-cp313-win_amd64.whl" in captured.out
     assert "wheels" in captured.err
-    assert run_cli(["manifest", "list", "--python", "three"]) == ExitCode.BAD_INPUT
+    assert run_cli(["manifest", "list", "--py", "three"]) == ExitCode.BAD_INPUT
+    assert "--py 'three'" in capsys.readouterr().err
     assert run_cli(["manifest", "list", "--flash-attn", "newest"]) == ExitCode.BAD_INPUT
+
+
+RERELEASED = "flash_attn-2.6.3+cu124torch2.6-cp312-cp312-linux_x86_64.whl"
+
+
+def test_list_shows_the_release_tag_of_each_copy(capsys: pytest.CaptureFixture[str]) -> None:
+    """mjun0812 re-releases the same file under newer tags: the release column tells the copies apart."""
+    args = ["manifest", "list", "--torch", "2.6", "--py", "3.12", "--source", "mjun0812", "--flash-attn", "2.6.3",
+            "--cuda", "12.4", "--platform", "linux_x86_64"]
+    assert run_cli(args) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.endswith(" " + RERELEASED)]
+    tags = {e.release for e in default_manifest().by_filename(RERELEASED)}
+    assert len(lines) == len(tags) > 1
+    assert len(set(lines)) == len(lines)
+    assert {next(t for t in line.split() if t in tags) for line in lines} == tags
+    assert run_cli([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {e["release"] for e in doc["entries"] if e["filename"] == RERELEASED} == tags
+
+
+def test_list_takes_the_release_from_the_url_when_the_manifest_omits_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = json.loads(dump_manifest(Manifest(entries=default_manifest().by_filename(RERELEASED))))
+    for entry in doc["entries"]:
+        del entry["release"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert run_cli(["manifest", "list", "--manifest", str(path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["entries"]
+    assert [e["release"] for e in listed] == [e["url"].split("/releases/download/")[1].split("/")[0]
+                                              for e in listed]
+    assert all(e["release"] for e in listed)
+    assert run_cli(["manifest", "list", "--manifest", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert all(f" {e['release']} " in out for e in listed)
+
+
+def test_list_python_is_the_version_filter_not_an_interpreter(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["manifest", "list", "--py", "3.12", "--json"]) == 0
+    by_py = json.loads(capsys.readouterr().out)["entries"]
+    assert run_cli(["manifest", "list", "--python-version", "3.12", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == by_py
+    assert run_cli(["manifest", "list", "--python", "3.12"]) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--py" in err and "interpreter" in err and "manifest list --py 3.12" in err
+    assert run_cli(["manifest", "list", "--help"]) == 0
+    assert "--python-version, --py VERSION" in capsys.readouterr().out

@@ -112,6 +112,7 @@ def test_options_reach_the_resolver(tmp_path: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--gpu", "3"], "no GPU with index 3"),
     (["--flash-attn", "latest"], "invalid flash-attn version specifier"),
+    (["--flash-attn", "2.8.3 or newer"], "invalid flash-attn version specifier"),
     (["--python", sys.executable], "mutually exclusive"),
     (["--manifest", "/nonexistent/wheels.json"], "cannot read manifest"),
 ])
@@ -255,3 +256,43 @@ def test_round_trip_with_a_cuda_torch_and_a_gpu_selects_the_same_wheel(
     assert _comparable(doc_file) == _comparable(doc_live)
     assert doc_live["selected"]["torch_mm"] == "2.7" and doc_live["selected"]["cuda"].startswith("12")
     assert doc_live["gpu_indices"] == [0] and "RTX 4070 Ti" in doc_live["target"]
+
+
+def test_no_nvidia_gpu_gives_no_cuda_torch_advice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = write_env(tmp_path, torch="2.7.1+cpu", gpus=(), driver=None)
+    assert run_cli(["resolve", "--env", str(env)]) == ExitCode.NO_WHEEL
+    out = capsys.readouterr().out
+    assert "advice: no NVIDIA GPU was found: keep attention on sdpa" in out
+    assert "CUDA build" not in out and "pip install torch" not in out and "resolve again" not in out
+
+
+def test_quiet_error_carries_the_advice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = write_env(tmp_path, gpus=("7.5",), gpu_names=("Tesla T4",))
+    assert run_cli(["resolve", "-q", "--env", str(env)]) == ExitCode.NO_WHEEL
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "your GPU (Tesla T4, sm_75, Turing) cannot run FlashAttention 2: keep attention on sdpa" in captured.err
+    assert "advice above" not in captured.err and "--explain" in captured.err
+    assert run_cli(["resolve", "--env", str(env)]) == ExitCode.NO_WHEEL
+    captured = capsys.readouterr()
+    assert "advice: your GPU (Tesla T4" in captured.out and "read the advice above" in captured.err
+
+
+@pytest.mark.parametrize(("given", "version"), [("2.6.3", "2.6.3"), ("2.7.*", "2.7.")])
+def test_flash_attn_takes_a_bare_version(tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str,
+                                         version: str) -> None:
+    env = write_env(tmp_path)
+    assert run_cli(["resolve", "--env", str(env), "--flash-attn", given, "--json"]) == ExitCode.OK
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["selected"]["flash_attn_version"].startswith(version)
+    assert doc["options"]["flash_attn_spec"] == given
+
+
+def test_install_and_download_read_flash_attn_the_same_way() -> None:
+    from tests.support.envs import make_env
+    from vox1_setup.commands.install import choose_wheel
+    from vox1_setup.paths import default_paths
+
+    entry, _ = choose_wheel(make_env(), manifest=None, spec="2.6.3", wheel=None, sha256=None, force=False,
+                            paths=default_paths())
+    assert entry.flash_attn_version == "2.6.3"

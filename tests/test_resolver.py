@@ -12,7 +12,14 @@ from tests.support.envs import env_doc, make_env
 from vox1_setup.environment import environment_from_dict
 from vox1_setup.errors import BadInputError
 from vox1_setup.manifest import Manifest, WheelEntry, default_manifest
-from vox1_setup.resolver import REASONS, Resolution, ResolveOptions, resolve, resolve_wheel_file
+from vox1_setup.resolver import (
+    REASONS,
+    Resolution,
+    ResolveOptions,
+    parse_flash_attn_spec,
+    resolve,
+    resolve_wheel_file,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +50,7 @@ class Trap:
     rejected: dict[str, set[str]] = field(default_factory=dict)  # file -> codes it must carry
     accepted: tuple[str, ...] = ()
     advice: tuple[str, ...] = ()  # fragments that must appear in the advice
+    no_advice: tuple[str, ...] = ()  # fragments that must not
     warnings: tuple[str, ...] = ()
 
 
@@ -142,8 +150,26 @@ TRAPS = [
          rejected={OFFICIAL_283_T27_TRUE: {"torch-import-error"}}, advice=("reinstall torch",)),
     Trap("macOS: no CUDA torch, no NVIDIA GPU, no macOS wheel",
          {"os": "darwin", "machine": "arm64", "torch": "2.7.1", "gpus": (), "driver": None},
-         rejected={OFFICIAL_283_T27_TRUE: {"no-cuda-torch", "no-gpu", "platform"}}, advice=("sdpa",)),
+         rejected={OFFICIAL_283_T27_TRUE: {"no-cuda-torch", "no-gpu", "platform"}}, advice=("sdpa",),
+         no_advice=("CUDA build", "pip install torch", "resolve again")),
     Trap("no GPU at all", {"gpus": ()}, rejected={OFFICIAL_283_T27_TRUE: {"no-gpu"}}, advice=("sdpa",)),
+    Trap("CPU torch without an NVIDIA GPU: sdpa, and no CUDA torch to install",
+         {"torch": "2.7.1+cpu", "gpus": (), "driver": None},
+         rejected={OFFICIAL_283_T27_TRUE: {"no-cuda-torch", "no-gpu"}}, advice=("no NVIDIA GPU was found", "sdpa"),
+         no_advice=("CUDA build", "pip install torch", "cu128", "resolve again")),
+    Trap("no torch and no NVIDIA GPU: install VOX-1's torch, not a CUDA build",
+         {"torch": None, "gpus": (), "driver": None},
+         rejected={OFFICIAL_283_T27_TRUE: {"no-torch", "no-gpu"}}, advice=("install VOX-1's torch", "CPU build"),
+         no_advice=("CUDA build", "resolve again")),
+    Trap("broken torch and no NVIDIA GPU: reinstall torch, nothing to resolve again",
+         {"torch": None, "import_error": "OSError: libc10.so", "gpus": (), "driver": None},
+         rejected={OFFICIAL_283_T27_TRUE: {"torch-import-error", "no-gpu"}}, advice=("reinstall torch",),
+         no_advice=("resolve again",)),
+    Trap("CPU torch with a Turing GPU: a CUDA torch helps sdpa, but resolving again finds nothing",
+         {"torch": "2.7.1+cpu", "gpus": ("7.5",), "gpu_names": ("Tesla T4",)},
+         rejected={OFFICIAL_283_T27_TRUE: {"no-cuda-torch", "gpu-unsupported"}},
+         advice=("keep attention on sdpa", "runs on the GPU with sdpa; FlashAttention 2 still cannot"),
+         no_advice=("resolve again",)),
     Trap("two GPUs, one Turing: decide for the Ada one and warn about the other",
          {"gpus": ("8.9", "7.5")}, any_selected=True, warnings=("GPU 1", "cannot run FlashAttention 2")),
     Trap("--gpu 1 picks the Turing GPU: nothing fits",
@@ -199,6 +225,8 @@ def test_trap(trap: Trap, manifest: Manifest) -> None:
     text = "\n".join(r.advice)
     for fragment in trap.advice:
         assert fragment in text, (fragment, r.advice)
+    for fragment in trap.no_advice:
+        assert fragment not in text, (fragment, r.advice)
     warned = "\n".join(r.warnings)
     for fragment in trap.warnings:
         assert fragment in warned, (fragment, r.warnings)
@@ -267,6 +295,30 @@ def test_unknown_gpu_index_is_bad_input(manifest: Manifest) -> None:
 def test_invalid_specifier_is_bad_input(manifest: Manifest) -> None:
     with pytest.raises(BadInputError, match="invalid flash-attn version specifier"):
         resolve(make_env(), manifest, ResolveOptions(flash_attn_spec="2.8.3 or newer"))
+
+
+@pytest.mark.parametrize(("text", "means"), [
+    ("2.7.4", "==2.7.4"), (" 2.7.4 ", "==2.7.4"), ("2.7.*", "==2.7.*"), ("2.8.3.post1", "==2.8.3.post1"),
+    ("==2.7.4", "==2.7.4"), (">=2.7,<2.9", "<2.9,>=2.7"), ("~=2.8.0", "~=2.8.0"),
+])
+def test_a_bare_version_means_exactly_that_version(text: str, means: str) -> None:
+    assert str(parse_flash_attn_spec(text)) == means
+
+
+@pytest.mark.parametrize("text", ["latest", "2.8.3 or newer", ">>2.8", "2.8.*.1"])
+def test_unreadable_specifiers_are_bad_input(text: str) -> None:
+    with pytest.raises(BadInputError, match="invalid flash-attn version specifier") as caught:
+        parse_flash_attn_spec(text)
+    assert "'2.8.3'" in (caught.value.hint or "")
+
+
+def test_resolve_takes_a_bare_version(manifest: Manifest) -> None:
+    exact = resolve(make_env(), manifest, ResolveOptions(flash_attn_spec="==2.6.3"))
+    bare = resolve(make_env(), manifest, ResolveOptions(flash_attn_spec="2.6.3"))
+    assert bare.selected is not None and bare.selected == exact.selected
+    assert bare.selected.flash_attn_version == "2.6.3"
+    series = resolve(make_env(), manifest, ResolveOptions(flash_attn_spec="2.7.*"))
+    assert series.selected is not None and series.selected.flash_attn_version.startswith("2.7.")
 
 
 def test_unknown_capability_and_driver_skip_checks_with_warnings(manifest: Manifest) -> None:

@@ -330,15 +330,7 @@ def _digest(env: Environment, options: ResolveOptions) -> _Target:
     if env.os == "linux" and env.glibc is None:
         warnings.append("glibc version unknown: only plain linux_* wheels can be matched, glibc floors not checked")
 
-    spec = None
-    if options.flash_attn_spec:
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-        try:
-            spec = SpecifierSet(options.flash_attn_spec)
-        except InvalidSpecifier as exc:
-            raise BadInputError(f"invalid flash-attn version specifier {options.flash_attn_spec!r}",
-                                "use e.g. '==2.8.3', '>=2.7,<2.9' or '~=2.8.0'") from exc
+    spec = parse_flash_attn_spec(options.flash_attn_spec) if options.flash_attn_spec else None
 
     py = env.python
     abi_suffix = "t" if py.gil_disabled else ""
@@ -351,6 +343,21 @@ def _digest(env: Environment, options: ResolveOptions) -> _Target:
                    pyabi=pyabi, platforms=platforms, arch=arch, glibc=env.glibc_tuple, torch_mm=torch_mm,
                    torch_cuda=torch_cuda, torch_abi=torch_abi, driver=driver, driver_max_cuda=driver_max, gpus=gpus,
                    spec=spec, python_label=python_label, platform_label=platform_label)
+
+
+def parse_flash_attn_spec(text: str) -> SpecifierSet:
+    """The flash-attn versions asked for (`--flash-attn` of resolve, install, download, manifest list).
+    A bare version means exactly that version: '2.7.4' -> '==2.7.4', '2.7.*' -> '==2.7.*'. Raises BadInputError."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    wanted = text.strip()
+    if wanted[:1].isdigit():  # no operator: PEP 440 would reject it, but people write versions like this
+        wanted = "==" + wanted
+    try:
+        return SpecifierSet(wanted)
+    except InvalidSpecifier as exc:
+        raise BadInputError(f"invalid flash-attn version specifier {text!r}",
+                            "use e.g. '2.8.3', '==2.8.3', '2.7.*', '>=2.7,<2.9' or '~=2.8.0'") from exc
 
 
 def describe_target(env: Environment, gpus: Iterable[GpuInfo] = ()) -> str:
@@ -653,14 +660,31 @@ def _advice_when_none(t: _Target, rejected: list[Candidate]) -> list[str]:
                               "FlashAttention 2: keep attention on sdpa")
     if "no-gpu" in env_codes:
         advice.append("no NVIDIA GPU was found: keep attention on sdpa (or eager on CPU)")
+    # Without a GPU that runs FA2, a CUDA torch or a second resolve cannot make a wheel fit: say only what
+    # VOX-1 itself needs.
+    no_gpu = "no-gpu" in env_codes
+    no_fa2_gpu = no_gpu or "gpu-unsupported" in env_codes
     if "no-torch" in env_codes:
-        advice.append("install VOX-1's torch (a CUDA build) into the target Python first, then resolve again")
+        if no_gpu:
+            advice.append("torch is not installed in the target Python: install VOX-1's torch (its CPU build serves "
+                          "without an NVIDIA GPU)")
+        elif no_fa2_gpu:
+            advice.append("torch is not installed in the target Python: install VOX-1's torch (a CUDA build, so it "
+                          "runs on the GPU with sdpa)")
+        else:
+            advice.append("install VOX-1's torch (a CUDA build) into the target Python first, then resolve again")
     if "torch-import-error" in env_codes:
-        advice.append("torch does not import in the target Python: reinstall torch, then resolve again")
-    if "no-cuda-torch" in env_codes and torch is not None:
-        advice.append(f"torch {torch.version} is a CPU-only build: install the CUDA build of the same version "
-                      f"(e.g. pip install torch=={(torch.version or '').split('+')[0]} --index-url "
-                      "https://download.pytorch.org/whl/cu128), then resolve again")
+        advice.append("torch does not import in the target Python: reinstall torch"
+                      + ("" if no_fa2_gpu else ", then resolve again"))
+    if "no-cuda-torch" in env_codes and torch is not None and not no_gpu:
+        command = (f"pip install torch=={(torch.version or '').split('+')[0]} --index-url "
+                   "https://download.pytorch.org/whl/cu128")
+        if no_fa2_gpu:
+            advice.append(f"torch {torch.version} is a CPU-only build: the CUDA build of the same version (e.g. "
+                          f"{command}) runs on the GPU with sdpa; FlashAttention 2 still cannot")
+        else:
+            advice.append(f"torch {torch.version} is a CPU-only build: install the CUDA build of the same version "
+                          f"(e.g. {command}), then resolve again")
     if "rocm-torch" in env_codes:
         advice.append("AMD/ROCm: no prebuilt CUDA wheel applies; keep attention on sdpa (ROCm's flash-attn must be "
                       "built from the ROCm fork)")

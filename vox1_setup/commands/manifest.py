@@ -10,7 +10,7 @@ from vox1_setup.commands._common import app_context, emit_json, info, manifest_o
 from vox1_setup.errors import BadInputError, ExitCode
 from vox1_setup.knowledge.abi import version2
 from vox1_setup.manifest import Manifest, active_manifest, load_manifest, user_manifest_path, write_manifest
-from vox1_setup.manifest.model import WheelEntry
+from vox1_setup.manifest.model import WheelEntry, release_from_url
 
 LIST_SCHEMA = "vox1-wheel-list/1"
 VALIDATION_SCHEMA = "vox1-manifest-validation/1"
@@ -144,8 +144,13 @@ def _match_python(e: WheelEntry, value: str) -> bool:
     free = v.endswith("t")
     parts = v.rstrip("t").split(".")
     if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
-        raise BadInputError(f"--python {value!r}: expected e.g. 3.11, 3.13t or cp311")
+        raise BadInputError(f"--py {value!r}: expected e.g. 3.11, 3.13t or cp311")
     return e.abi_tag == f"cp{parts[0]}{parts[1]}{'t' if free else ''}"
+
+
+def _release(e: WheelEntry) -> str | None:
+    """The release tag of the URL (`/releases/download/<tag>/`), also for manifests that leave it out."""
+    return e.release or release_from_url(e.url)
 
 
 def _match_platform(e: WheelEntry, value: str) -> bool:
@@ -170,15 +175,9 @@ def _match_cuda(e: WheelEntry, value: str) -> bool:
 def filter_entries(entries: tuple[WheelEntry, ...], *, torch: str | None = None, python: str | None = None,
                    platform: str | None = None, cuda: str | None = None, source: str | None = None,
                    flash_attn: str | None = None) -> list[WheelEntry]:
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from vox1_setup.resolver import parse_flash_attn_spec
 
-    spec = None
-    if flash_attn:
-        try:
-            spec = SpecifierSet(flash_attn)
-        except InvalidSpecifier as exc:
-            raise BadInputError(f"--flash-attn {flash_attn!r} is not a version specifier",
-                                "e.g. '==2.8.3' or '>=2.7'") from exc
+    spec = parse_flash_attn_spec(flash_attn) if flash_attn else None
     torch_v = version2(torch) if torch else None
     if torch and torch_v is None:
         raise BadInputError(f"--torch {torch!r}: expected e.g. 2.7 or 2.7.1+cu128")
@@ -203,16 +202,26 @@ def filter_entries(entries: tuple[WheelEntry, ...], *, torch: str | None = None,
 @manifest.command("list")
 @manifest_option
 @click.option("--torch", default=None, metavar="VERSION", help="torch major.minor (2.7) or a full version.")
-@click.option("--python", "python", default=None, metavar="VERSION", help="3.11, 3.13t or cp311.")
+@click.option("--python-version", "--py", "python", default=None, metavar="VERSION",
+              help="Python version: 3.11, 3.13t or cp311.")
+@click.option("--python", "python_path", default=None, hidden=True)  # elsewhere an interpreter path: refused
 @click.option("--platform", default=None, metavar="TAG",
               help="linux, windows, win_amd64, linux_x86_64 (incl. manylinux), aarch64, or an exact tag.")
 @click.option("--cuda", default=None, metavar="VERSION", help="12 (any 12.x) or 12.8 (12.8 and major-only cu12).")
 @click.option("--source", default=None, metavar="NAME", help="Dao-AILab, mjun0812, kingbri1, …")
-@click.option("--flash-attn", "flash_attn", default=None, metavar="SPEC", help="e.g. '>=2.8'.")
+@click.option("--flash-attn", "flash_attn", default=None, metavar="SPEC", help="e.g. '2.8.3', '2.7.*' or '>=2.8'.")
 @output_options
-def list_(*, manifest: str | None, torch: str | None, python: str | None, platform: str | None, cuda: str | None,
-          source: str | None, flash_attn: str | None) -> None:
-    """List the wheels in the manifest, filtered."""
+def list_(*, manifest: str | None, torch: str | None, python: str | None, python_path: str | None,
+          platform: str | None, cuda: str | None, source: str | None, flash_attn: str | None) -> None:
+    """List the wheels in the manifest, filtered.
+
+    The release column is the tag the file was published under: mjun0812 re-releases the same file under newer
+    tags, so one file can be listed several times.
+    """
+    if python_path is not None:
+        raise BadInputError("manifest list filters by Python version with --py (--python-version); --python "
+                            "names an interpreter in the other commands",
+                            f"e.g. vox1-setup manifest list --py {python_path}")
     app = app_context()
     m = active_manifest(manifest, app.paths)
     found = filter_entries(m.entries, torch=torch, python=python, platform=platform, cuda=cuda, source=source,
@@ -221,12 +230,12 @@ def list_(*, manifest: str | None, torch: str | None, python: str | None, platfo
         emit_json({"schema": LIST_SCHEMA, "manifest": m.origin, "count": len(found),
                    "filters": {"torch": torch, "python": python, "platform": platform, "cuda": cuda,
                                "source": source, "flash_attn": flash_attn},
-                   "entries": [e.to_dict() for e in found]})
+                   "entries": [{**e.to_dict(), "release": _release(e)} for e in found]})
         return
     for e in found:
         sha = "sha256" if e.sha256 else "-"
         abi = {True: "abi1", False: "abi0", None: "-"}[e.cxx11abi]
         click.echo(f"{e.flash_attn_version:<12} torch {e.torch_mm:<5} cu{e.cuda:<5} {e.abi_tag:<7} {abi:<5} "
-                   f"{e.source:<10} {e.evidence:<12} {sha:<7} {e.filename}")
+                   f"{e.source:<10} {e.evidence:<12} {sha:<7} {_release(e) or '-':<13} {e.filename}")
     info(f"{len(found)} of {len(m)} wheels", err=True)
 

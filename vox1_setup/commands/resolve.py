@@ -48,7 +48,7 @@ def load_target(python: str | None, env_file: Path | None, paths: Paths) -> Envi
 @env_file_option
 @manifest_option
 @click.option("--flash-attn", "flash_attn_spec", default=None, metavar="SPEC",
-              help="Wanted flash-attn versions, e.g. '==2.8.3' or '>=2.7,<2.9'.")
+              help="Wanted flash-attn versions, e.g. '2.8.3' (exactly), '2.7.*' or '>=2.7,<2.9'.")
 @click.option("--gpu", "gpu_index", type=click.IntRange(min=0), default=None, metavar="INDEX",
               help="Decide for the GPU the engine will use (default: every GPU that can run FA2).")
 @click.option("--no-derived", "no_derived", is_flag=True, default=False,
@@ -85,8 +85,11 @@ def resolve(*, python: str | None, env_file: Path | None, manifest: str | None, 
         for line in render(result, explain=explain, verbose=app.verbose > 0):
             click.echo(line)
     if result.selected is None:
+        # -q printed no advice: the error carries the first (most specific) line itself.
+        first = "read the advice above" if not app.quiet else result.advice[0] if result.advice else ""
         raise NoWheelError(f"no prebuilt flash-attn wheel fits {result.target}",
-                           "read the advice above; `--explain` shows why each wheel was rejected")
+                           f"{first}; `--explain` shows why each wheel was rejected" if first
+                           else "`--explain` shows why each wheel was rejected")
     if app.quiet:
         click.echo(result.selected.url)
     return int(ExitCode.OK)
