@@ -114,7 +114,7 @@ def test_output_file(targets: dict[str, str], one_gpu: None, capsys: pytest.Capt
 
 def test_output_into_missing_folder_is_bad_input(targets: dict[str, str], no_gpu: None, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    code = run_cli(["detect", "--no-torch", "--python", targets["none"], "-o", str(tmp_path / "nope" / "e.json")])
+    code = run_cli(["detect", "--python", targets["none"], "-o", str(tmp_path / "nope" / "e.json")])
     assert code == ExitCode.BAD_INPUT
     assert "does not exist" in capsys.readouterr().err
 
@@ -296,7 +296,7 @@ def test_several_gpus_of_different_generations(targets: dict[str, str], tmp_path
     monkeypatch.setenv("VOX1_NO_NVML", "1")
     install_fake_smi(tmp_path / "bin", monkeypatch, query="smi_query_linux_570_mixed.csv",
                      plain="smi_plain_linux_570_mixed.txt")
-    doc = detect_json(capsys, "--no-torch", "--python", targets["none"])
+    doc = detect_json(capsys, "--python", targets["none"])
     gpus = doc["gpus"]
     assert isinstance(gpus, list)
     assert [(g["index"], g["compute_capability"], g["memory_total_mib"]) for g in gpus] == [
@@ -328,7 +328,7 @@ def test_failing_nvidia_smi_is_reported_not_fatal(mode: str, reason: str, target
     monkeypatch.setattr("vox1_setup.probe.nvidia.query_proc", _no_proc)
     install_fake_smi(tmp_path / "bin", monkeypatch, query="x", plain="x", mode=mode)
     started = time.monotonic()
-    doc = detect_json(capsys, "--no-torch", "--timeout", "2", "--python", targets["none"])
+    doc = detect_json(capsys, "--timeout", "2", "--python", targets["none"])
     assert time.monotonic() - started < 15  # --timeout bounds nvidia-smi too
     assert doc["driver"] is None and doc["gpus"] == []
     sources = doc["sources"]
@@ -406,7 +406,7 @@ def test_disk_is_one_line() -> None:
 
 def test_every_host_fact_names_its_source(targets: dict[str, str], no_gpu: None,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    doc = detect_json(capsys, "--no-torch", "--python", targets["none"])
+    doc = detect_json(capsys, "--python", targets["none"])
     sources, host = doc["sources"], doc["host"]
     assert isinstance(sources, dict) and isinstance(host, dict)
     assert "sources" not in host
@@ -427,3 +427,51 @@ def test_flash_attn_location_only_when_it_is_not_the_targets_own() -> None:
     assert "flash-attn  2.7.4.post1 (in /opt/vox/lib/site-packages/)" in summary_lines(own, verbose=True)
     user_site = replace(base, flash_attn=FlashAttnInfo("2.8.3", "/home/u/.local/lib/python3.11/site-packages"))
     assert "flash-attn  2.8.3 (in /home/u/.local/lib/python3.11/site-packages)" in summary_lines(user_site)
+
+
+# ------------------------------------------------------------------------- documents hold probed facts only
+
+
+@pytest.mark.parametrize("args", [
+    ["--no-torch", "--json"],
+    ["--no-gpu", "--json"],
+    ["--no-torch", "-o", "OUT"],
+    ["--no-gpu", "-o", "OUT"],
+    ["--no-torch", "--no-gpu", "--json", "-o", "OUT"],
+])
+def test_skipped_facts_are_never_written_as_absent(args: list[str], targets: dict[str, str], no_gpu: None,
+                                                   tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--no-torch would write torch: null, which every reader takes for 'torch is not installed'."""
+    out_file = tmp_path / "env.json"
+    argv = ["detect", "--python", targets["cuda"], *(str(out_file) if a == "OUT" else a for a in args)]
+    assert run_cli(argv) == ExitCode.BAD_INPUT
+    captured = capsys.readouterr()
+    assert "a vox1-env/1 document must hold probed facts" in captured.err
+    assert "hint: drop --no" in captured.err or '"hint": "drop --no' in captured.out
+    assert not out_file.exists()
+
+
+def test_skipped_facts_still_show_in_the_summary(targets: dict[str, str], no_gpu: None,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["detect", "--no-torch", "--no-gpu", "--python", targets["cuda"]]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "2.7.1+cu128 installed (not imported: --no-torch)" in out and "not checked (--no-gpu)" in out
+
+
+def test_saved_document_without_optional_fields_shows_no_placeholders(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sent.json"
+    path.write_text(json.dumps({"os": "linux", "machine": "x86_64", "python": {"version": "3.12.10"},
+                                "host": {"ram_total_mib": 16384},
+                                "torch": {"version": "2.7.1+cu128", "cuda": "12.8"},
+                                "gpus": [{"name": "Mystery GPU"}], "driver": {"version": "570.133.07"}}),
+                    encoding="utf-8")
+    assert run_cli(["-v", "detect", "--env", str(path)]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "None" not in out and "?" not in out
+    assert "Python      3.12.10 CPython\n" in out
+    assert "Driver      NVIDIA 570.133.07 · max CUDA unknown\n" in out
+    assert "Machine     linux · x86_64 · RAM 16.0 GiB\n" in out
+    assert "Sources:" not in out
+    assert run_cli(["-q", "detect", "--env", str(path)]) == ExitCode.OK
+    assert capsys.readouterr().out.strip().endswith("· Mystery GPU")

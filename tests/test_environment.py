@@ -301,3 +301,51 @@ def test_documented_examples_load() -> None:
     full, minimal = (environment_from_dict(json.loads(b)) for b in blocks)
     assert full.gpus[0].compute_capability == minimal.gpus[0].compute_capability == "8.9"
     assert full.torch is not None and full.torch.cxx11abi is False
+
+
+# ------------------------------------------------------------------------------- torch's local version label
+
+
+@pytest.mark.parametrize(("version", "build", "cuda", "hip"), [
+    ("2.7.1+cu128", "cuda", "12.8", None),
+    ("2.0.1+cu118", "cuda", "11.8", None),
+    ("2.9.0+cu130", "cuda", "13.0", None),
+    ("2.5.1+rocm6.2", "rocm", None, "6.2"),
+    ("2.5.1+rocm6.2.4", "rocm", None, "6.2.4"),
+    ("2.13.0+cpu", "cpu", None, None),
+    ("2.7.1", "cpu", None, None),
+])
+def test_torch_build_comes_from_the_version_label_when_cuda_is_not_given(version: str, build: str,
+                                                                         cuda: str | None, hip: str | None) -> None:
+    env = environment_from_dict({**MINIMAL, "torch": {"version": version}})
+    assert env.torch is not None
+    assert (env.torch.build, env.torch.cuda, env.torch.hip) == (build, cuda, hip)
+    if cuda:
+        assert env.sources["torch.cuda"] == "file (torch.version's +cu label)"
+    # what is written once reads back the same
+    doc = environment_to_dict(env)
+    assert environment_to_dict(environment_from_dict(doc)) == doc
+
+
+def test_explicit_null_cuda_is_kept_and_given_cuda_wins() -> None:
+    said_cpu = environment_from_dict({**MINIMAL, "torch": {"version": "2.7.1+cu128", "cuda": None}})
+    assert said_cpu.torch is not None and said_cpu.torch.build == "cpu" and "torch.cuda" not in said_cpu.sources
+    given = environment_from_dict({**MINIMAL, "torch": {"version": "2.7.1+cu128", "cuda": "12.9"}})
+    assert given.torch is not None and given.torch.cuda == "12.9"
+    rocm = environment_from_dict({**MINIMAL, "torch": {"version": "2.7.1+cu128", "hip": "6.2"}})
+    assert rocm.torch is not None and rocm.torch.cuda is None and rocm.torch.build == "rocm"
+
+
+def test_hand_written_cuda_torch_without_cuda_field_resolves(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The user's file: torch 2.7.1+cu128 on an RTX 4090, no torch.cuda field."""
+    from vox1_setup.cli import run_cli
+
+    path = write(tmp_path, {"os": "windows", "machine": "amd64", "python": {"version": "3.11.2"},
+                            "torch": {"version": "2.7.1+cu128"},
+                            "gpus": [{"index": 0, "name": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9"}],
+                            "driver": {"version": "576.02"}})
+    assert run_cli(["resolve", "--env", str(path)]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "selected: flash_attn-" in out and "cu128torch2.7-cp311-cp311-win_amd64.whl" in out
+    assert "no-cuda-torch" not in out

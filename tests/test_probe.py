@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,8 +117,38 @@ def test_torch_that_hangs_is_timed_out(tmp_path: Path) -> None:
     facts = probe_interpreter(str(py), timeout=3)
     t = facts.torch
     assert t is not None and t.import_error is not None
-    assert "timed out after 3 s" in t.import_error
-    assert facts.seconds is not None and facts.seconds < 30
+    assert "timed out after 2 s" in t.import_error  # a third of --timeout kept for the probe without torch
+    assert facts.seconds is not None and facts.seconds < 4
+
+
+def test_timeout_bounds_the_whole_probe_retry_included(tmp_path: Path) -> None:
+    """A target that never answers: the probe with torch and the retry without it share --timeout."""
+    target = tmp_path / "python"
+    target.write_text("#!/bin/sh\nsleep 60\n")
+    target.chmod(0o755)
+    started = time.monotonic()
+    with pytest.raises(BadInputError) as info:
+        probe_interpreter(str(target), timeout=2)
+    assert time.monotonic() - started < 3.5
+    assert info.value.message.endswith("did not answer within 2 s (nor when asked again without importing torch)")
+
+
+def test_no_time_left_for_the_retry_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    py = venv_with(tmp_path / "hang", [("torch", HANGING_TORCH, "2.7.1+cu128")])
+    monkeypatch.setattr("vox1_setup.probe.interpreter.retry_reserve", lambda timeout: 0.0)
+    started = time.monotonic()
+    with pytest.raises(BadInputError) as info:
+        probe_interpreter(str(py), timeout=1)
+    assert time.monotonic() - started < 2.5
+    assert "probing torch timed out after 1 s" in info.value.message
+    assert "no time was left of --timeout 1 s to ask again without importing torch" in info.value.message
+    assert info.value.hint is not None and "--timeout" in info.value.hint
+
+
+def test_retry_reserve() -> None:
+    from vox1_setup.probe.interpreter import RETRY_RESERVE, retry_reserve
+
+    assert retry_reserve(3) == 1 and retry_reserve(120) == RETRY_RESERVE
 
 
 def test_skip_torch(venvs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,6 +171,23 @@ def test_vox1_app_folder_leads_to_its_system_python(tmp_path: Path) -> None:
     exe.parent.mkdir(parents=True)
     exe.write_bytes(b"MZ")
     assert resolve_target(str(tmp_path / "VOX-1")) == str(exe)
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_hint_example_is_for_this_os(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vox1_setup.probe.interpreter import example_python
+
+    target = tmp_path / "VOX-1"
+    if kind == "folder":
+        target.mkdir()
+    for platform, example in (("linux", "~/VOX-1/system_python/bin/python3"),
+                              ("win32", "C:\\VOX-1\\system_python\\python.exe")):
+        monkeypatch.setattr("vox1_setup.probe.interpreter.sys.platform", platform)
+        with pytest.raises(BadInputError) as info:
+            resolve_target(str(target))
+        assert info.value.hint is not None and info.value.hint.endswith(f"--python {example}")
+    assert example_python("darwin") == "~/VOX-1/system_python/bin/python3"
+    assert example_python("windows") == "C:\\VOX-1\\system_python\\python.exe"
 
 
 def test_default_target_is_the_running_interpreter() -> None:
@@ -179,6 +227,8 @@ def test_not_a_python_is_bad_input(kind: str, tmp_path: Path) -> None:
     assert str(target) in info.value.message
     assert says in info.value.message
     assert info.value.hint and "--python" in info.value.hint
+    if sys.platform != "win32":
+        assert "C:\\" not in info.value.hint
 
 
 def test_relative_path_in_the_current_folder(venvs: dict[str, Path], tmp_path: Path,

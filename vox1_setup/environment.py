@@ -304,6 +304,23 @@ def _version_of(d: Mapping[str, Any], name: str) -> str:
 
 _CC_RE = re.compile(r"^\d+\.\d+$")
 
+# PyTorch's local version labels: "+cu128" (CUDA 12.8), "+cu92", "+rocm6.2.4", "+cpu" (download.pytorch.org).
+_CUDA_LABEL = re.compile(r"^cu(\d+)(\d)$")
+_ROCM_LABEL = re.compile(r"^rocm(\d+\.\d+(?:\.\d+)*)$")
+
+
+def build_from_local_label(version: str | None) -> tuple[str | None, str | None]:
+    """(cuda, hip) named by a torch version's local label: '2.7.1+cu128' → ('12.8', None), '2.5.1+rocm6.2' →
+    (None, '6.2'); '+cpu', no label or an unknown one → (None, None)."""
+    if not version or "+" not in version:
+        return None, None
+    label = version.partition("+")[2].strip().lower()
+    cuda = _CUDA_LABEL.match(label)
+    if cuda:
+        return f"{int(cuda.group(1))}.{cuda.group(2)}", None
+    rocm = _ROCM_LABEL.match(label)
+    return (None, rocm.group(1)) if rocm else (None, None)
+
 # Spellings people use for the same architecture, per OS, mapped to what `detect` writes.
 _MACHINE_ALIASES = {
     "windows": {"x64": "amd64", "x86_64": "amd64", "win_amd64": "amd64", "aarch64": "arm64", "win32": "x86",
@@ -367,6 +384,7 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
     )
 
     torch = None
+    derived_sources: dict[str, str] = {}
     t = _obj(doc, "torch", "env")
     if t is not None:
         devices = []
@@ -383,10 +401,22 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
         arch = _opt(t, "arch_list", list, "env.torch")
         if arch is not None and not all(isinstance(a, str) for a in arch):
             raise BadInputError(f"env.torch.arch_list: expected a list of strings like 'sm_89', got {json.dumps(arch)}")
+        torch_version = _str_or_num(t, "version", "env.torch", _MAJOR_MINOR, "2.7.1+cu128")
+        torch_cuda = _str_or_num(t, "cuda", "env.torch", _MAJOR_MINOR, "12.8")
+        torch_hip = _str_or_num(t, "hip", "env.torch", _MAJOR_MINOR, "6.2.41133")
+        # A hand-written file often gives only the version: its local label names the build. An explicit null
+        # stays null (the writer said so).
+        label_cuda, label_hip = build_from_local_label(torch_version)
+        if "cuda" not in t and torch_hip is None and label_cuda is not None:
+            torch_cuda = label_cuda
+            derived_sources["torch.cuda"] = "file (torch.version's +cu label)"
+        if "hip" not in t and torch_cuda is None and label_hip is not None:
+            torch_hip = label_hip
+            derived_sources["torch.hip"] = "file (torch.version's +rocm label)"
         torch = TorchInfo(
-            version=_str_or_num(t, "version", "env.torch", _MAJOR_MINOR, "2.7.1+cu128"),
-            cuda=_str_or_num(t, "cuda", "env.torch", _MAJOR_MINOR, "12.8"),
-            hip=_str_or_num(t, "hip", "env.torch", _MAJOR_MINOR, "6.2.41133"),
+            version=torch_version,
+            cuda=torch_cuda,
+            hip=torch_hip,
             cxx11abi=_abi_flag(t, "env.torch"),
             cuda_available=_opt(t, "cuda_available", bool, "env.torch"),
             device_count=_opt(t, "device_count", int, "env.torch"),
@@ -445,7 +475,7 @@ def environment_from_dict(doc: Mapping[str, Any]) -> Environment:
             raise BadInputError(f"env.packages.{name}: expected a version string, got {json.dumps(version)}")
     return Environment(os=os_name, machine=machine, glibc=glibc, python=python, torch=torch, driver=driver,
                        gpus=tuple(gpus), flash_attn=fa, host=dict(host),
-                       sources={str(k): str(v) for k, v in sources.items()},
+                       sources={**derived_sources, **{str(k): str(v) for k, v in sources.items()}},
                        packages={str(k): v for k, v in packages.items()})
 
 

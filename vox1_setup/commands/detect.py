@@ -14,16 +14,17 @@ from vox1_setup.commands._common import app_context, emit_json, output_options, 
 from vox1_setup.environment import Environment, environment_to_dict, load_environment_file
 from vox1_setup.errors import BadInputError
 from vox1_setup.knowledge.gpus import family_for_capability, runs_flash_attn_2
-from vox1_setup.probe.interpreter import DEFAULT_TIMEOUT
+from vox1_setup.probe.interpreter import DEFAULT_TIMEOUT, example_python
 from vox1_setup.probe.nvidia import SMI_TIMEOUT
 
 
 @click.command("detect")
 @python_option
 @click.option("--no-gpu", "no_gpu", is_flag=True, default=False,
-              help="Skip the NVIDIA driver/GPU queries (NVML, nvidia-smi, /proc).")
+              help="Skip the NVIDIA driver/GPU queries (NVML, nvidia-smi, /proc); summary only, not with --json/-o.")
 @click.option("--no-torch", "no_torch", is_flag=True, default=False,
-              help="Do not import torch in the target (fast; torch facts are left unknown).")
+              help="Do not import torch in the target (fast; torch facts are left unknown); summary only, not "
+                   "with --json/-o.")
 @click.option("--timeout", type=click.FloatRange(min=1.0), default=DEFAULT_TIMEOUT, show_default=True,
               metavar="SECONDS",
               help=f"Give up on the target interpreter after this long (on nvidia-smi after at most "
@@ -55,6 +56,7 @@ def detect(*, python: str | None, no_gpu: bool, no_torch: bool, timeout: float, 
                                 "--env shows a saved document; --python detects a live interpreter")
         env = load_environment_file(env_file)
     else:
+        refuse_partial_document(no_torch=no_torch, no_gpu=no_gpu, output=output, as_json=app.json)
         from vox1_setup.probe import detect_environment
 
         try:
@@ -78,6 +80,21 @@ def detect(*, python: str | None, no_gpu: bool, no_torch: bool, timeout: float, 
         click.echo(line)
     if output is not None:
         click.echo(f"\nwrote {output}")
+
+
+def refuse_partial_document(*, no_torch: bool, no_gpu: bool, output: Path | None, as_json: bool) -> None:
+    """A vox1-env/1 document holds facts: `torch: null` says "not installed", `driver: null` "no driver". What
+    --no-torch/--no-gpu leave unknown would read as absent wherever the document is used, so none is written."""
+    skipped = [flag for flag, on in (("--no-torch", no_torch), ("--no-gpu", no_gpu)) if on]
+    if not skipped or (output is None and not as_json):
+        return
+    what = " and ".join(skipped)
+    meanings = [meaning for meaning, on in (("torch: null means 'torch is not installed'", no_torch),
+                                            ("driver: null and gpus: [] mean 'no NVIDIA GPU'", no_gpu)) if on]
+    where = "-o/--output" if output is not None else "--json"
+    raise BadInputError(f"{what} cannot be combined with {where}: a vox1-env/1 document must hold probed facts, "
+                        f"and the skipped facts would read as absent ({'; '.join(meanings)})",
+                        f"drop {what} to write the document, or leave out {where} to see the summary")
 
 
 def write_document(path: Path, doc: dict[str, object]) -> None:
@@ -171,7 +188,9 @@ def summary_lines(env: Environment, *, verbose: bool = False) -> list[str]:
     if env.glibc:
         machine.append(f"glibc {env.glibc}")
     if isinstance(host.get("ram_total_mib"), int):
-        machine.append(f"RAM {_gib(host['ram_total_mib'])} ({_gib(host.get('ram_available_mib'))} available)")
+        available = host.get("ram_available_mib")
+        machine.append(f"RAM {_gib(host['ram_total_mib'])}"
+                       + (f" ({_gib(available)} available)" if isinstance(available, int) else ""))
     lines = [row("Machine", " · ".join(machine))]
     disk = disk_text(host.get("disk"), verbose=verbose)
     if disk:
@@ -179,7 +198,8 @@ def summary_lines(env: Environment, *, verbose: bool = False) -> list[str]:
     py = env.python
     impl = {"cpython": "CPython", "pypy": "PyPy"}.get(py.implementation, py.implementation)
     flags = " free-threaded" if py.gil_disabled else ""
-    lines.append(row("Python", f"{py.version} {impl}{flags} · {py.executable or '?'}"))
+    where = f" · {py.executable}" if py.executable else ""  # a saved document may not say
+    lines.append(row("Python", f"{py.version} {impl}{flags}{where}"))
     tags = env.wheel_tags
     if tags:
         lines.append(row("Wheel tags", f"{tags[0]} (+{len(tags) - 1} more compatible)"))
@@ -192,7 +212,8 @@ def summary_lines(env: Environment, *, verbose: bool = False) -> list[str]:
                      f"{fa.version} (in {fa.location})" if elsewhere else fa.version))
     if env.driver is not None:
         cuda = f"supports CUDA ≤ {env.driver.cuda}" if env.driver.cuda else "max CUDA unknown"
-        lines.append(row("Driver", f"NVIDIA {env.driver.version} · {cuda} · via {env.driver.source}"))
+        via = f" · via {env.driver.source}" if env.driver.source else ""
+        lines.append(row("Driver", f"NVIDIA {env.driver.version} · {cuda}{via}"))
     elif env.sources.get("nvidia") == "skipped (--no-gpu)":
         lines.append(row("Driver", "not checked (--no-gpu)"))
     else:
@@ -204,7 +225,7 @@ def summary_lines(env: Environment, *, verbose: bool = False) -> list[str]:
     if env.driver is not None and not env.gpus:
         lines.append(row("GPU", "driver answered but lists no GPU"))
     lines.extend(notes(env))
-    if verbose:
+    if verbose and env.sources:
         lines.append("")
         lines.append("Sources:")
         lines.extend(f"  {key}: {value}" for key, value in sorted(env.sources.items()))
@@ -239,7 +260,7 @@ def notes(env: Environment) -> list[str]:
     out: list[str] = []
     if env.python.major_minor[0] < 3:
         out.append(f"note: Python {env.python.version} cannot run VOX-1, torch or flash-attn: point --python at "
-                   "VOX-1's own Python 3 (system_python\\python.exe)")
+                   f"VOX-1's own Python 3 (e.g. {example_python(env.os)})")
     t = env.torch
     if t is not None and not t.importable:
         out.append("note: torch is installed but does not import; see `vox1-setup doctor` for the cause and fix")
@@ -260,5 +281,6 @@ def one_line(env: Environment) -> str:
         torch_text = "torch not probed" if env.sources.get("torch") == "not probed" else "no torch"
     else:
         torch_text = f"torch {t.version}" if t.importable else "torch broken"
-    gpu_text = ", ".join(f"{g.name} ({g.compute_capability or '?'})" for g in env.gpus) or "no NVIDIA GPU"
+    gpu_text = ", ".join(g.name + (f" ({g.compute_capability})" if g.compute_capability else "")
+                         for g in env.gpus) or "no NVIDIA GPU"
     return f"{env.os} {env.machine} · Python {env.python.version} · {torch_text} · {gpu_text}"

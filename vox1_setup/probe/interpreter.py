@@ -25,8 +25,12 @@ from vox1_setup.errors import BadInputError
 PROBE_SCRIPT = Path(__file__).with_name("target_probe.py")
 PROBE_SCHEMA = "vox1-probe/1"
 DEFAULT_TIMEOUT = 120.0
-# After a hang or crash in torch, the second probe (no torch) only needs the stdlib: 10 to 30 s is plenty.
+# After a hang or crash in torch, the second probe (no torch) only needs the stdlib: 30 s is plenty.
 RETRY_TIMEOUT = 30.0
+# --timeout bounds the whole probe: the torch probe leaves this much of it (at most a third) for that retry.
+RETRY_RESERVE = 15.0
+# Less than this left is not worth starting an interpreter for.
+MIN_RETRY = 0.2
 
 # Inside an installation or venv folder, where the interpreter lives (Windows first; VOX-1's own folder holds
 # its interpreter in system_python\).
@@ -69,13 +73,13 @@ def resolve_target(python: str | os.PathLike[str] | None) -> str:
             if candidate.is_file():
                 return _absolute(candidate)
         raise BadInputError(f"{path} is a folder without a Python interpreter in it",
-                            "pass the interpreter itself, e.g. --python C:\\VOX-1\\system_python\\python.exe")
+                            f"pass the interpreter itself, e.g. --python {example_python()}")
     if not path.exists():
         found = _which(text) if os.sep not in text and "/" not in text else None
         if found:
             return _absolute(found)
         raise BadInputError(f"target interpreter {path} does not exist",
-                            "pass the path of VOX-1's Python, e.g. --python C:\\VOX-1\\system_python\\python.exe")
+                            f"pass the path of VOX-1's Python, e.g. --python {example_python()}")
     return _absolute(path)
 
 
@@ -132,7 +136,14 @@ def _tail(text: str, limit: int = 1500) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-_NOT_PYTHON_HINT = "pass the path of VOX-1's Python interpreter, e.g. --python C:\\VOX-1\\system_python\\python.exe"
+def example_python(os_name: str | None = None) -> str:
+    """Where VOX-1's Python lives on `os_name` (default: this machine), as an example for hints."""
+    name = os_name or ("windows" if sys.platform == "win32" else sys.platform)
+    return "C:\\VOX-1\\system_python\\python.exe" if name == "windows" else "~/VOX-1/system_python/bin/python3"
+
+
+def _not_a_python_hint() -> str:
+    return f"pass the path of VOX-1's Python interpreter, e.g. --python {example_python()}"
 
 
 def _not_a_python(python: str, result: subproc.Completed) -> BadInputError:
@@ -148,16 +159,16 @@ def _not_a_python(python: str, result: subproc.Completed) -> BadInputError:
                    f"missing ({detail or 'not found'})")
         else:
             why = f"could not be started ({detail or 'cannot be executed'})"
-        return BadInputError(f"{python} {why}", _NOT_PYTHON_HINT)
+        return BadInputError(f"{python} {why}", _not_a_python_hint())
     output = (result.stderr or result.stdout).strip()
     last = output.splitlines()[-1] if output else "no output"
     if "SyntaxError" in output or "Traceback" in output:
         return BadInputError(f"{python} failed to run the probe script ({_exit_text(result)}): {_tail(last, 300)}",
                              "an interpreter too old or too broken to run a Python 2.7/3 script; "
-                             + _NOT_PYTHON_HINT + " (-vv shows the full output)")
+                             + _not_a_python_hint() + " (-vv shows the full output)")
     gist = " | ".join(line.strip() for line in output.splitlines() if line.strip())
     return BadInputError(f"{python} did not answer like a Python interpreter ({_exit_text(result)}): "
-                         f"{_tail(gist, 400) or 'no output'}", _NOT_PYTHON_HINT)
+                         f"{_tail(gist, 400) or 'no output'}", _not_a_python_hint())
 
 
 def probe_interpreter(python: str | os.PathLike[str] | None = None, timeout: float = DEFAULT_TIMEOUT, *,
@@ -168,23 +179,32 @@ def probe_interpreter(python: str | os.PathLike[str] | None = None, timeout: flo
     imports torch but does not initialise CUDA. Raises BadInputError when `python` is not a Python."""
     target = resolve_target(python)
     started = time.monotonic()
-    result = run_probe(target, timeout, torch=torch, cuda=cuda)
+    # --timeout is the limit for the whole probe: importing torch leaves time to ask again without it.
+    first_limit = timeout - retry_reserve(timeout) if torch else timeout
+    result = run_probe(target, first_limit, torch=torch, cuda=cuda)
     doc = parse_probe_output(result.stdout) if not result.timed_out else None
     torch_failure: str | None = None
+    no_time_left = False
     if doc is None and torch:
         # torch may hang (driver/CUDA init) or take the interpreter down (segfault, illegal instruction):
         # the interpreter itself still answers without it.
         if result.timed_out:
-            torch_failure = (f"probing torch timed out after {timeout:g} s (import torch or CUDA initialisation "
-                             "hung)")
+            torch_failure = (f"probing torch timed out after {first_limit:.3g} s (import torch or CUDA "
+                             "initialisation hung)")
         else:
             torch_failure = (f"the interpreter crashed while importing torch ({_exit_text(result)})"
                              + (f": {_tail(result.stderr, 800)}" if result.stderr.strip() else ""))
-        retry = run_probe(target, max(min(timeout, RETRY_TIMEOUT), 10.0), torch=False)
-        doc = parse_probe_output(retry.stdout) if not retry.timed_out else None
-        if doc is None:
-            result = retry
+        left = min(timeout - (time.monotonic() - started), RETRY_TIMEOUT)
+        no_time_left = left < MIN_RETRY
+        if not no_time_left:
+            retry = run_probe(target, left, torch=False)
+            doc = parse_probe_output(retry.stdout) if not retry.timed_out else None
+            if doc is None:
+                result = retry
     if doc is None:
+        if no_time_left:
+            raise BadInputError(f"{target}: {torch_failure}, and no time was left of --timeout {timeout:g} s to "
+                                "ask again without importing torch", "allow more time with --timeout")
         if result.timed_out:
             again = " (nor when asked again without importing torch)" if torch_failure else ""
             raise BadInputError(f"{target} did not answer within {timeout:g} s{again}",
@@ -198,6 +218,12 @@ def probe_interpreter(python: str | os.PathLike[str] | None = None, timeout: flo
     if torch_failure is not None:
         facts = _with_torch_failure(facts, doc, torch_failure)
     return replace(facts, seconds=round(time.monotonic() - started, 3))
+
+
+def retry_reserve(timeout: float) -> float:
+    """The part of `timeout` kept for probing again without torch after torch hangs: a third, at most
+    RETRY_RESERVE seconds (the stdlib-only probe takes well under a second)."""
+    return min(RETRY_RESERVE, timeout / 3)
 
 
 def _with_torch_failure(facts: ProbeFacts, doc: Mapping[str, Any], failure: str) -> ProbeFacts:
