@@ -44,7 +44,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class EngineSettings:
     attention_implementation: AttentionImpl = AttentionImpl.AUTO
-    batch_size: int | str = "auto"  # int >= 1 or "auto"
+    batch_size: int | str = "auto"  # int in 1..MAX_BATCH_SIZE or "auto"
     dtype: DType = DType.AUTO
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
     model_path: str | None = None
@@ -82,6 +82,11 @@ def _enum_parser(key: str, enum: type[Enum]) -> Any:
     return parse
 
 
+# Far above what any GPU holds for VOX-1's model; a larger number is a typo, not a batch.
+MAX_BATCH_SIZE = 4096
+_BATCH_ALLOWED = f"use an integer from 1 to {MAX_BATCH_SIZE} or \"auto\""
+
+
 def _parse_batch_size(raw: Any) -> int | str:
     if isinstance(raw, str) and raw.strip().lower() == "auto":
         return "auto"
@@ -90,9 +95,9 @@ def _parse_batch_size(raw: Any) -> int | str:
             raise ValueError
         value = int(str(raw).strip()) if isinstance(raw, str) else int(raw)
     except (TypeError, ValueError):
-        raise SettingsError("batch_size", f"{raw!r} is not allowed; use an integer >= 1 or \"auto\"") from None
-    if value < 1:
-        raise SettingsError("batch_size", f"{value} is not allowed; use an integer >= 1 or \"auto\"")
+        raise SettingsError("batch_size", f"{raw!r} is not allowed; {_BATCH_ALLOWED}") from None
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise SettingsError("batch_size", f"{value} is not allowed; {_BATCH_ALLOWED}")
     return value
 
 

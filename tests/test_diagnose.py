@@ -100,6 +100,14 @@ SAMPLES: list[tuple[str, str]] = [
      "source-build"),
     ("ImportError: FlashAttention2 has been toggled on, but it cannot be used due to the following error: you need "
      "flash_attn package version to be greater or equal than 2.1.0. Detected version 2.0.9.", "flash-attn-too-old"),
+    ("  Building wheel for flash-attn (pyproject.toml) ... error\n  error: subprocess-exited-with-error\n"
+     "ERROR: Failed building wheel for flash-attn", "source-build"),
+    ("ERROR: Failed building wheel for flash-attn", "source-build"),
+    # Windows in another language: the English reasons above do not match, the failing extension does.
+    (_tb("ImportError: DLL load failed while importing flash_attn_2_cuda: Die angegebene Prozedur wurde nicht "
+         "gefunden.", windows=True), "torch-mismatch"),
+    (_tb("ImportError: DLL load failed while importing flash_attn_2_cuda: La procédure spécifiée est introuvable.",
+         windows=True), "torch-mismatch"),
 ]
 
 
@@ -186,6 +194,7 @@ def test_not_supported_wheel_uses_the_environment_to_tell_python_from_platform()
 def test_driver_text_reports_the_cuda_the_driver_supports() -> None:
     d = explain("The NVIDIA driver on your system is too old (found version 11040).", _env())
     assert d is not None and "11.4" in d.summary and "12.8" in d.fix
+    assert ". (" not in d.summary and d.summary.endswith("(the driver supports CUDA up to 11.4).")
 
 
 @pytest.mark.parametrize(("cc", "word"), [("12.0", "Blackwell"), ("7.5", "older than Ampere")])

@@ -272,6 +272,7 @@ def test_no_pause_for_automation(app: Path, vox_python: Path, monkeypatch: pytes
 def test_run_bat_hands_over_to_the_engine_with_the_user_arguments(app: Path, vox_python: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     record = tmp_path / "record.json"
+    (app / "vox1-settings.json").write_text('{"model_path": "models"}', encoding="utf-8")  # run needs a model
     world = World(app_dir=str(app) + "\\", script_args='--text "hello world"')
     runner = cli_runner(monkeypatch, {"VOX1_PYTHON": str(vox_python), "ENGINE_RECORD": str(record)})
     result = walk(RUN_BAT, world, runner)
@@ -283,6 +284,7 @@ def test_run_bat_hands_over_to_the_engine_with_the_user_arguments(app: Path, vox
 
 def test_run_bat_passes_the_engine_failure_on(app: Path, vox_python: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    (app / "vox1-settings.json").write_text('{"model_path": "models"}', encoding="utf-8")  # run needs a model
     world = World(app_dir=str(app) + "\\")
     runner = cli_runner(monkeypatch, {"VOX1_PYTHON": str(vox_python), "ENGINE_RECORD": str(tmp_path / "r.json"),
                                       "ENGINE_EXIT": "5"})

@@ -20,6 +20,14 @@ def _elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def _model_set(vox1_home: Path) -> None:
+    """The engine needs a model: the default settings file names one (tests of a missing one delete it)."""
+    settings = vox1_home / "config" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"model_path": "/models/vox-1"}', encoding="utf-8")
+
+
 @pytest.fixture
 def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "VOX-1 (x86)" / "system_python"
@@ -44,8 +52,21 @@ def test_hand_off_passes_settings_and_arguments(target: Path, tmp_path: Path, vo
     out, err = capfd.readouterr()
     assert "engine: Attention implementation in use" in out  # the engine's own output reaches the user
     assert "starting VOX-1" in err
-    assert "wrote the defaults" in err  # a first start creates the settings file the engine reads
-    assert json.loads((vox1_home / "config" / "settings.json").read_text(encoding="utf-8"))["batch_size"] == "auto"
+
+
+@pytest.mark.parametrize("settings_file", [None, "my settings.json"])
+def test_no_model_path_stops_with_the_exact_command_and_writes_nothing(
+        settings_file: str | None, target: Path, tmp_path: Path, vox1_home: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (vox1_home / "config" / "settings.json").unlink()
+    extra = ["--settings-file", str(tmp_path / settings_file)] if settings_file else []
+    assert run_cli(["run", "--python", str(target), *extra]) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "no model_path" in err
+    where = f' --settings-file "{tmp_path / settings_file}"' if settings_file else ""
+    assert f'vox1-setup settings set model_path "<folder>"{where}`' in err
+    assert not (tmp_path / "record.json").exists()
+    assert not (vox1_home / "config" / "settings.json").exists() and not (tmp_path / "my settings.json").exists()
 
 
 def test_engine_exit_code_is_returned(target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +76,8 @@ def test_engine_exit_code_is_returned(target: Path, monkeypatch: pytest.MonkeyPa
 
 def test_app_dir_settings_and_vox1_python(target: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = target.parents[1]
-    (app / "vox1-settings.json").write_text('{"attention_implementation": "eager"}', encoding="utf-8")
+    (app / "vox1-settings.json").write_text('{"attention_implementation": "eager", "model_path": "m"}',
+                                            encoding="utf-8")
     monkeypatch.setenv("VOX1_PYTHON", str(target))
     assert run_cli(["run", "--app-dir", str(app)]) == 0
     assert _record(tmp_path)["argv"] == ["--settings", str(app / "vox1-settings.json")]
@@ -118,7 +140,8 @@ def test_the_engine_accepts_exactly_what_run_passes(target: Path, tmp_path: Path
 
     settings = tmp_path / "my settings" / "vox1-settings.json"
     settings.parent.mkdir()
-    settings.write_text('{"attention_implementation": "sdpa", "batch_size": 3, "future_key": 1}', encoding="utf-8")
+    settings.write_text('{"attention_implementation": "sdpa", "batch_size": 3, "model_path": "m", "future_key": 1}',
+                        encoding="utf-8")
     code = run_cli(["run", "--python", str(target), "--settings-file", str(settings), "--", "--text", "a -- b",
                     "--json"])
     assert code == 0

@@ -56,8 +56,11 @@ def test_set_validates_and_writes(key: str, value: str, stored: Any, vox1_home: 
 
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("attention_implementation", "flash", "auto, flash_attention_2, sdpa, eager"),
-    ("batch_size", "0", "integer >= 1"),
-    ("batch_size", "two", "integer >= 1"),
+    ("batch_size", "0", "integer from 1 to 4096"),
+    ("batch_size", "two", "integer from 1 to 4096"),
+    ("batch_size", "-3", "integer from 1 to 4096"),  # looks like an option, is a value
+    ("batch_size", "99999999999999999999", "integer from 1 to 4096"),
+    ("batch_size", "4097", "integer from 1 to 4096"),
     ("dtype", "fp8", "auto, bfloat16, float16, float32"),
     ("device", "gpu", "auto, cpu, cuda or cuda:N"),
 ])
@@ -153,3 +156,43 @@ def test_bom_written_by_notepad_is_accepted(tmp_path: Path, capsys: pytest.Captu
     path.write_bytes(b"\xef\xbb\xbf" + b'{"attention_implementation": "eager"}')
     code, doc = _json(capsys, "show", "--settings-file", str(path))
     assert code == 0 and doc["settings"]["attention_implementation"] == "eager"
+
+
+def test_set_repairs_the_invalid_value_the_error_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"schema": "vox1-settings/1", "attention_implementation": "flash", "future": 1}',
+                    encoding="utf-8")
+    assert run_cli(["settings", "show", "--settings-file", str(path)]) == ExitCode.BAD_INPUT
+    assert "settings set KEY VALUE" in capsys.readouterr().err
+    assert run_cli(["settings", "set", "attention_implementation", "sdpa", "--settings-file", str(path)]) == 0
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["attention_implementation"] == "sdpa" and doc["future"] == 1
+
+
+def test_set_still_refuses_when_another_key_is_invalid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"attention_implementation": "flash", "dtype": "int8"}', encoding="utf-8")
+    before = path.read_bytes()
+    assert run_cli(["settings", "set", "attention_implementation", "sdpa", "--settings-file", str(path)]) \
+        == ExitCode.BAD_INPUT
+    assert "dtype" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+def test_reset_keeps_unknown_keys_of_a_file_with_an_invalid_value(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"attention_implementation": "flash", "future": {"a": 1}}', encoding="utf-8")
+    assert run_cli(["settings", "reset", "--settings-file", str(path)]) == 0
+    loaded = load_settings(path)
+    assert loaded.extra == {"future": {"a": 1}} and loaded.attention_implementation.value == "auto"
+
+
+def test_clearing_model_path_says_run_needs_it(vox1_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["settings", "set", "model_path", "/models/vox"]) == 0
+    capsys.readouterr()
+    assert run_cli(["settings", "set", "model_path", ""]) == 0
+    out = capsys.readouterr().out
+    assert "model_path cleared" in out and "run` needs it" in out and "None" not in out
+    assert run_cli(["settings", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert "VOX-1's default" not in shown and "run` needs it" in shown

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import platform
+import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -17,6 +20,7 @@ from tests.support.wheels import build_wheel
 from tests.test_doctor import machine
 from vox1_setup.cli import run_cli
 from vox1_setup.doctor import WheelPick
+from vox1_setup.environment import Environment
 from vox1_setup.errors import ExitCode
 from vox1_setup.wizard import fa2_outlook, machine_summary, plan_wizard
 
@@ -55,7 +59,8 @@ def test_interactive_defaults_on_a_machine_without_fa2(bare: Path, vox1_home: Pa
     assert "Install" not in out.split("FlashAttention 2 here")[1].split("Settings")[0]  # no install offered
     assert "Attention implementation (auto, sdpa, eager) [sdpa]:" in out
     doc = _settings(vox1_home / "config" / "settings.json")
-    assert doc["attention_implementation"] == "sdpa" and doc["batch_size"] == 1
+    assert doc["attention_implementation"] == "sdpa" and doc["batch_size"] == "auto"  # the engine's CPU default
+    assert "VOX-1 uses its CPU default" in out
     assert doc["schema"] == "vox1-settings/1"
 
 
@@ -65,7 +70,7 @@ def test_answers_are_validated_and_asked_again(bare: Path, tmp_path: Path) -> No
                             "flash\neager\nzero\n0\n3\n")
     assert code == 0
     assert "is not one of" in out or "invalid choice" in out.lower()
-    assert "use an integer >= 1" in out
+    assert "use an integer from 1 to 4096" in out
     doc = _settings(settings)
     assert doc["attention_implementation"] == "eager" and doc["batch_size"] == 3
 
@@ -221,7 +226,7 @@ CPU = {"torch": "2.8.0+cpu", "cuda": None, "cc": None, "driver": None}
     Case({}, True, None, True, "auto", "auto", "optional"),
     Case({"cc": "7.5"}, False, None, False, "sdpa", "auto", "cannot work"),
     Case({"cc": "7.5", "flash": "2.8.3"}, False, None, False, "sdpa", "auto", "vox1-setup uninstall"),
-    Case(CPU, False, None, False, "sdpa", 1, "CPU-only"),
+    Case(CPU, False, None, False, "sdpa", "auto", "CPU-only"),
     Case({"flash": "2.8.3"}, True, None, False, "auto", "auto", "already installed"),
     Case({"flash": "2.8.3+cu128torch2.8"}, True, None, False, "auto", "auto", "already installed"),
     Case({"flash": "2.8.3"}, True, "built for another torch", True, "auto", "auto", "does not import"),
@@ -245,10 +250,15 @@ def test_machine_summary_in_plain_words() -> None:
 # --- every branch driven through the CLI: machines described by a vox1-env/1 file over a real venv -----------
 
 
+def _this_python(env: Environment, version: str | None = None) -> Environment:
+    """The described machine runs the Python of the target venv (the wizard refuses a file of another one)."""
+    return replace(env, python=replace(env.python, version=version or platform.python_version()))
+
+
 def _env_file(path: Path, **machine_kw: Any) -> Path:
     from vox1_setup.environment import environment_to_dict
 
-    path.write_text(json.dumps(environment_to_dict(machine(**machine_kw))), encoding="utf-8")
+    path.write_text(json.dumps(environment_to_dict(_this_python(machine(**machine_kw)))), encoding="utf-8")
     return path
 
 
@@ -333,3 +343,29 @@ def test_an_install_chosen_with_flash_attention_2_that_fails_falls_back_to_auto(
     assert "auto instead of flash_attention_2" in out
     doc = _settings(w["settings"])
     assert doc["attention_implementation"] == "auto" and doc["batch_size"] == 2
+
+
+THIS = f"{sys.version_info[0]}.{sys.version_info[1]}"
+HERE = platform.system().lower()
+OTHER_OS = "linux" if HERE == "windows" else "windows"
+
+
+@pytest.mark.parametrize(("machine_kw", "python", "words"), [
+    ({"os_name": OTHER_OS}, None, f"the file describes {OTHER_OS}, the target runs on {HERE}"),
+    ({}, "3.8.10", f"the file describes Python 3.8, the target is Python {THIS}"),
+], ids=["windows-file-other-target", "other-python"])
+def test_env_file_of_another_machine_is_refused(machine_kw: dict[str, Any], python: str | None, words: str,
+                                                bare: Path, tmp_path: Path) -> None:
+    """The file's facts would be mixed with the target's installed packages: refuse before any question."""
+    settings = tmp_path / "s.json"
+    from vox1_setup.environment import environment_to_dict
+
+    env_doc = _this_python(machine(**machine_kw), python)
+
+    env = tmp_path / "env.json"
+    env.write_text(json.dumps(environment_to_dict(env_doc)), encoding="utf-8")
+    code, out, err = drive(["wizard", "--python", str(bare), "--env", str(env), "--settings-file", str(settings),
+                            "--yes"])
+    assert code == ExitCode.BAD_INPUT, out + err
+    assert words in err and "does not describe the target" in err
+    assert "already installed" not in out and not settings.exists()

@@ -70,7 +70,7 @@ def _rx(pattern: str) -> re.Pattern[str]:
 _BUILD_CONTEXT = _rx(
     r"Guessing wheel URL|Building wheel for flash[-_]attn|Getting requirements to build wheel|"
     r"Preparing metadata \(pyproject\.toml\)|setup\.py|subprocess-exited-with-error|metadata-generation-failed|"
-    r"Failed to build flash[-_]attn|Building from source"
+    r"Failed to build flash[-_]attn|Failed building wheel for flash[-_]attn|Building from source"
 )
 
 
@@ -142,7 +142,7 @@ def _driver_fix(d: Diagnosis, m: re.Match[str], _text: str, env: Environment | N
     summary = d.summary
     if found:
         code = int(found.group(1))  # cudaDriverGetVersion style: 12040 = 12.4
-        summary = f"{d.summary} (the driver supports CUDA up to {code // 1000}.{code % 1000 // 10})."
+        summary = f"{d.summary.rstrip('.')} (the driver supports CUDA up to {code // 1000}.{code % 1000 // 10})."
     fix = d.fix
     if env is not None and env.torch is not None and env.torch.cuda:
         fix = (f"Update the NVIDIA driver to one that supports CUDA {env.torch.cuda} (this torch's CUDA), "
@@ -220,6 +220,11 @@ RULES: tuple[Rule, ...] = (
                                   r"\[WinError 193\][^\n]*|wrong ELF class: ELFCLASS\d+"),
          "The extension was built for another CPU architecture or bitness than this Python (32/64-bit, x86/ARM).",
          "Use a wheel built for this interpreter's platform: `vox1-setup install` picks one by its own tags."),
+    # Windows prints the reason in the system language ("Die angegebene Prozedur wurde nicht gefunden."): after
+    # the English texts above, the extension that failed is enough to tell the cause.
+    Rule("torch-mismatch", _rx(r"DLL load failed while importing flash_attn_2_cuda[^\n]*"),
+         "Windows: flash-attn's CUDA extension did not load; the wheel does not match this torch or CUDA build.",
+         "Install the wheel built for this exact torch and CUDA: `vox1-setup install`.", _torch_version_fix),
     Rule("torch-missing", _rx(r"lib(c10|torch|torch_cpu|torch_python|c10_cuda)\.so: cannot open shared object "
                               r"file"),
          "torch is missing or broken in this interpreter, so flash-attn cannot load torch's libraries.",
@@ -262,7 +267,8 @@ RULES: tuple[Rule, ...] = (
          "Use attention `sdpa` for this model: `vox1-setup settings set attention_implementation sdpa`."),
     Rule("source-build", _rx(r"Precompiled wheel not found\. Building from source|Guessing wheel URL:[^\n]*|"
                              r"CUDA_HOME environment variable is not set|Microsoft Visual C\+\+ 14\.0 or greater "
-                             r"is required|nvcc (?:was )?not found|Failed to build flash[-_]attn|"
+                             r"is required|nvcc (?:was )?not found|Failed (?:to build|building wheel for) "
+                             r"flash[-_]attn|"
                              r"Building wheel for flash[-_]attn \(setup\.py\)|ninja: build stopped|"
                              r"fatal error: cuda_runtime(?:_api)?\.h: No such file"),
          "pip fell back to building flash-attn from source: this takes hours, needs the CUDA toolkit and often "
@@ -298,8 +304,6 @@ RULES: tuple[Rule, ...] = (
          "transformers refused FlashAttention 2.",
          "Run `vox1-setup doctor` to see why; attention `auto` falls back to sdpa meanwhile."),
 )
-
-# Windows "not found" texts in other languages are not matched; the English forms are what Python prints.
 
 
 def explain(text: str, env: Environment | None = None) -> Diagnosis | None:

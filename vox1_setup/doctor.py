@@ -306,7 +306,8 @@ def check_torch_gpu(f: DoctorFacts) -> CheckResult:
     if t is None or t.build != "cuda":
         return CheckResult("torch-gpu", "torch", CheckStatus.SKIP, "not a CUDA build of torch")
     if t.cuda_available:
-        names = ", ".join(d.name for d in t.devices) or f"{t.device_count} GPU(s)"
+        names = ", ".join(d.name for d in t.devices) or (
+            f"{t.device_count} GPU(s)" if t.device_count is not None else "a GPU (how many is unknown)")
         return CheckResult("torch-gpu", "torch", CheckStatus.PASS, f"torch sees {names}")
     if t.cuda_available is None:
         return CheckResult("torch-gpu", "torch", CheckStatus.SKIP, "CUDA was not initialised by the probe")
@@ -580,6 +581,9 @@ def recommend(facts: DoctorFacts, checks: tuple[CheckResult, ...]) -> Recommenda
     if _flash_usable(facts):
         attention = ("auto", "flash-attn imports here: `auto` uses FlashAttention 2 after a one-token smoke test "
                              "and falls back to sdpa if it fails")
+    elif any(c.id == "gpu-arch" and c.status is CheckStatus.FAIL for c in checks):
+        attention = ("auto", "torch must be replaced first: it has no code for this GPU (see gpu-arch), so no "
+                             "attention runs on it yet; with a torch built for this GPU, `auto` picks the best one")
     elif blockers:
         attention = ("sdpa", f"FlashAttention 2 cannot run here ({blockers[0]}); sdpa is the fast built-in choice")
     elif env.flash_attn is not None and facts.flash_import is not None and not facts.flash_import.ok:
@@ -602,8 +606,11 @@ def recommend(facts: DoctorFacts, checks: tuple[CheckResult, ...]) -> Recommenda
             batch = ("auto", f"VOX-1 measures peak memory at two small batches on this GPU and sizes the "
                              f"batch{free}, backing off on out-of-memory; `vox1-setup bench --preset "
                              "qwen3-tts-talker` measures the best fixed size")
+    elif env.torch is None and (gpus(env) or env.driver is not None):
+        batch = ("auto", "no torch yet: once a CUDA torch is installed, VOX-1 sizes the batch to the GPU's memory")
     else:
-        batch = ("1", "on the CPU, larger batches mostly add memory, not speed")
+        batch = ("auto", "VOX-1 uses its CPU default batch size; `vox1-setup bench` measures the best fixed size "
+                         "here")
     status = {c.id: c.status for c in checks}
 
     def failed(check_id: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from engine.settings import KNOWN_KEYS, EngineSettings, SettingsError, load_settings, save_settings
+from engine.settings import KNOWN_KEYS, EngineSettings, SettingsError, load_settings, save_settings, settings_from_dict
 from vox1_setup.errors import BadInputError
 from vox1_setup.paths import Paths
 
@@ -56,12 +56,44 @@ def read_settings(path: Path) -> EngineSettings:
     try:
         return load_settings(path)
     except SettingsError as exc:
-        if exc.key == "(file)":  # unreadable or not JSON: the message already names the file
-            raise BadInputError(f"settings file: {str(exc).removeprefix('(file): ')}",
-                                "fix or delete the file, or start over with `vox1-setup settings reset`") from exc
-        raise BadInputError(f"settings file {path}: {exc}",
-                            "fix the value with `vox1-setup settings set KEY VALUE`, or start over with "
-                            "`vox1-setup settings reset`") from exc
+        raise _invalid(path, exc) from exc
+
+
+def _invalid(path: Path, exc: SettingsError) -> BadInputError:
+    if exc.key == "(file)":  # unreadable or not JSON: the message already names the file
+        return BadInputError(f"settings file: {str(exc).removeprefix('(file): ')}",
+                             "fix or delete the file, or start over with `vox1-setup settings reset`")
+    return BadInputError(f"settings file {path}: {exc}",
+                         "fix the value with `vox1-setup settings set KEY VALUE`, or start over with "
+                         "`vox1-setup settings reset`")
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The file as a JSON object, unvalidated; None when it is missing, unreadable or not a JSON object."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def read_settings_to_replace(path: Path, key: str) -> EngineSettings:
+    """The settings with the stored value of `key` left out, so that `settings set KEY` can repair exactly the
+    invalid value the error names; every other key is still validated."""
+    doc = _json_object(path)
+    if doc is None or key not in KNOWN_KEYS:
+        return read_settings(path)
+    doc.pop(key, None)
+    try:
+        return settings_from_dict(doc)
+    except SettingsError as exc:
+        raise _invalid(path, exc) from exc
+
+
+def unknown_keys(path: Path) -> dict[str, Any]:
+    """The keys this version does not know, whenever the file is a JSON object (valid or not): reset keeps them."""
+    doc = _json_object(path) or {}
+    return {k: v for k, v in doc.items() if k not in KNOWN_KEYS and k != "schema"}
 
 
 def parse_cli_value(key: str, raw: str) -> Any:

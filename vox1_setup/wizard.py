@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from engine.settings import AttentionImpl, EngineSettings, SettingsError
 from vox1_setup.bench_results import BenchRecommendation
 from vox1_setup.doctor import WheelPick, fa2_blockers, gpus
-from vox1_setup.environment import Environment
+from vox1_setup.environment import Environment, PythonInfo
 from vox1_setup.errors import ExitCode, VoxError
 
 WIZARD_SCHEMA = "vox1-wizard/1"
@@ -45,6 +45,7 @@ class WizardPlan:
     attention: AttentionImpl
     batch_size: int | str
     import_error: str | None = None  # the installed flash-attn does not import: this is why
+    on_gpu: bool = False  # VOX-1 will run on an NVIDIA GPU (a CUDA torch that sees one)
 
     @property
     def offer_install(self) -> bool:
@@ -109,14 +110,28 @@ def plan_wizard(env: Environment, wheel: WheelPick | None, advice: tuple[str, ..
     # `auto` tries FA2 → sdpa → eager with a smoke test; where FA2 can never run, say sdpa outright.
     attention = AttentionImpl.SDPA if blockers else AttentionImpl.AUTO
     on_gpu = env.torch is not None and env.torch.build == "cuda" and bool(gpus(env))
-    batch: int | str = "auto" if on_gpu else 1
+    # `auto` on the CPU too: the engine then uses its CPU default (a bench measurement beats it, below).
+    batch: int | str = "auto"
     if bench is not None:
         measured = AttentionImpl(bench.attention_implementation)
         if measured is not AttentionImpl.FLASH_ATTENTION_2 or not blockers:
             attention = measured
         if on_gpu and bench.batch_size is not None:
             batch = bench.batch_size
-    return WizardPlan(blockers, wheel, advice, installed, up_to_date, attention, batch, import_error)
+    return WizardPlan(blockers, wheel, advice, installed, up_to_date, attention, batch, import_error, on_gpu)
+
+
+def env_file_mismatch(described: Environment, target_os: str, target: PythonInfo) -> str | None:
+    """Why a machine description cannot stand for the target interpreter (None: it can). The wizard mixes the
+    file's facts with what the target has installed, so both must be the same OS and Python version."""
+    wanted, found = described.python.major_minor, target.major_minor
+    differences = []
+    if described.os != target_os:
+        differences.append(f"the file describes {described.os}, the target runs on {target_os}")
+    if wanted != found:
+        differences.append(f"the file describes Python {wanted[0]}.{wanted[1]}, the target is Python "
+                           f"{found[0]}.{found[1]}")
+    return "; ".join(differences) or None
 
 
 def machine_summary(env: Environment) -> list[str]:
@@ -262,6 +277,11 @@ def _ask_settings(ui: Ui, plan: WizardPlan, step: Iterator[int], *, fa2_offered:
            + (" (FA2 cannot run here)." if plan.blockers else " (FA2 when it works, else sdpa)."))
     attention = ui.choose("   Attention implementation", attention_choices, recommended.value)
     batch_default = str(plan.batch_size)
-    ui.say(f"   batch size: {batch_default} is recommended"
-           + (" (VOX-1 measures what fits on your GPU)." if batch_default == "auto" else " (CPU)."))
+    if batch_default != "auto":
+        why = " (measured by `vox1-setup bench`)."
+    elif plan.on_gpu:
+        why = " (VOX-1 measures what fits on your GPU)."
+    else:
+        why = " (VOX-1 uses its CPU default)."
+    ui.say(f"   batch size: {batch_default} is recommended{why}")
     return attention, ui.batch_size("   Batch size (auto or a number ≥ 1)", batch_default)

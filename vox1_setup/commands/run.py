@@ -13,7 +13,7 @@ import click
 
 from vox1_setup.commands._common import app_context, emit_json, output_options, python_option, warn
 from vox1_setup.errors import BadInputError
-from vox1_setup.settings import read_settings, settings_location_options, settings_path, write_settings
+from vox1_setup.settings import read_settings, settings_location_options, settings_path
 
 RUN_SCHEMA = "vox1-run/1"
 
@@ -85,12 +85,10 @@ def run(*, python: str | None, settings_file: Path | None, app_dir: Path | None,
         raise BadInputError(f"the VOX-1 engine is not installed in {target}",
                             "point --python at VOX-1's own Python (system_python), or install vox1-setup "
                             "with its engine into it")
-    if not path.is_file():
-        # The engine wants a settings file: a first start gets the defaults, written where the app reads them.
-        write_settings(path, settings)
-        if not app.quiet:
-            click.echo(f"no settings yet: wrote the defaults to {path} (change them with `vox1-setup settings set` "
-                       "or `vox1-setup wizard`)", err=True)
+    if not settings.model_path:  # the engine cannot start without a model: say so before it starts
+        where = "" if path == settings_path(app.paths) else f' --settings-file "{path}"'
+        raise BadInputError(f"no model_path in the settings ({path}): VOX-1 needs the model folder",
+                            f'set it with `vox1-setup settings set model_path "<folder>"{where}`')
     if not app.quiet and not app.json:
         click.echo(f"starting VOX-1: attention {settings.attention_implementation.value}, batch "
                    f"{settings.batch_size} (settings: {path})", err=True)

@@ -7,19 +7,27 @@ from typing import Any
 
 import click
 
-from engine.settings import KNOWN_KEYS, EngineSettings
+from engine.settings import KNOWN_KEYS, MAX_BATCH_SIZE, EngineSettings
 from vox1_setup.commands._common import app_context, emit_json, info, output_options
-from vox1_setup.errors import BadInputError
-from vox1_setup.settings import read_settings, set_value, settings_location_options, settings_path, write_settings
+from vox1_setup.settings import (
+    read_settings,
+    read_settings_to_replace,
+    set_value,
+    settings_location_options,
+    settings_path,
+    unknown_keys,
+    write_settings,
+)
 
 SHOW_SCHEMA = "vox1-settings-show/1"
+NOT_SET = "not set (`vox1-setup run` needs it)"
 
 _ALLOWED = {
     "attention_implementation": "auto | flash_attention_2 | sdpa | eager",
-    "batch_size": "auto | integer ≥ 1",
+    "batch_size": f"auto | integer 1-{MAX_BATCH_SIZE}",
     "dtype": "auto | bfloat16 | float16 | float32",
     "device": "auto | cpu | cuda | cuda:N",
-    "model_path": "folder or model id (empty = VOX-1's default)",
+    "model_path": "folder or model id (`vox1-setup run` needs it)",
 }
 
 
@@ -44,7 +52,7 @@ def _show(path: Path) -> None:
     info(f"settings file: {path}{state}", bold=True)
     for key in KNOWN_KEYS:
         value = doc[key]
-        shown = "(default)" if value is None else str(value)
+        shown = str(value) if value is not None else "(not set)" if key == "model_path" else "(default)"
         info(f"  {key:<26} {shown:<20} allowed: {_ALLOWED.get(key, '')}")
     for key, value in settings.extra.items():
         info(f"  {key:<26} {value!s:<20} (not a VOX-1 setting known to this version; kept)")
@@ -71,7 +79,8 @@ def show(settings_file: Path | None, app_dir: Path | None) -> None:
     _show(_location(settings_file, app_dir))
 
 
-@settings.command("set")
+# VALUE may look like an option (`batch_size -3`): take it as the value, so the error names the key.
+@settings.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @click.option("--allow-unknown", is_flag=True, default=False,
@@ -81,13 +90,14 @@ def show(settings_file: Path | None, app_dir: Path | None) -> None:
 def set_(key: str, value: str, allow_unknown: bool, settings_file: Path | None, app_dir: Path | None) -> None:
     """Set KEY to VALUE (validated; the file is replaced atomically)."""
     path = _location(settings_file, app_dir)
-    current = read_settings(path)
+    current = read_settings_to_replace(path, key)  # an invalid stored value of KEY is what set repairs
     updated = set_value(current, key, value, allow_unknown=allow_unknown)
     write_settings(path, updated)
     if app_context().json:
         emit_json(_report(path, updated))
         return
-    info(f"{key} = {updated.to_dict()[key]}  ({path})")
+    stored = updated.to_dict()[key]
+    info(f"{key} cleared: {NOT_SET}  ({path})" if stored is None else f"{key} = {stored}  ({path})")
     if key == "attention_implementation" and value.strip().lower() == "flash_attention_2":
         info("flash_attention_2 is forced: VOX-1 will stop with an error if it cannot load. "
              "Check this machine with `vox1-setup doctor`.", fg="yellow")
@@ -99,10 +109,7 @@ def set_(key: str, value: str, allow_unknown: bool, settings_file: Path | None, 
 def reset(settings_file: Path | None, app_dir: Path | None) -> None:
     """Go back to the defaults (keys unknown to this version are kept)."""
     path = _location(settings_file, app_dir)
-    try:
-        extra = read_settings(path).extra
-    except BadInputError:  # an unreadable file is exactly what reset is for
-        extra = {}
+    extra = unknown_keys(path)  # kept whenever the file is JSON, even with an invalid known value
     fresh = EngineSettings(extra=extra)
     write_settings(path, fresh)
     if app_context().json:

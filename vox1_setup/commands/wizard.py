@@ -116,8 +116,15 @@ def wizard(*, python: str | None, env_file: Path | None, manifest: str | None, s
         from dataclasses import replace
 
         from vox1_setup.probe import probe_interpreter
+        from vox1_setup.wizard import env_file_mismatch
 
         local = probe_interpreter(python, torch=False)
+        mismatch = env_file_mismatch(env, local.os, local.python)
+        if mismatch is not None:
+            raise BadInputError(f"{env_file} does not describe the target {local.python.executable or python}: "
+                                f"{mismatch}",
+                                "drop --env to detect the target itself, or save a description of it with "
+                                "`vox1-setup detect --python PATH --json -o FILE`")
         env = replace(env, flash_attn=local.flash_attn)
         target = local.python.executable or direct_target(python) or str(python)
     else:
