@@ -145,3 +145,40 @@ def test_entries_of_one_second_keep_their_order() -> None:
     journal = Journal(default_paths())
     made = [journal.begin(Action.INSTALL, "/x/python", before={}, plan={}).id for _ in range(20)]
     assert journal.ids() == made[::-1]  # newest first, even within one second
+
+
+def test_first_use_records_keep_their_date_across_cache_clear(tmp_path: Path) -> None:
+    import hashlib
+
+    cache = WheelCache(default_paths())
+    src = tmp_path / "w.whl"
+    src.write_bytes(b"wheel bytes")
+    sha = hashlib.sha256(b"wheel bytes").hexdigest()
+    assert not cache.known(sha) and cache.recorded_on("https://h/w.whl", sha) is None
+    cache.add(src, filename="w.whl", sha256=sha, url="https://h/w.whl", trust=TRUST_FIRST_USE, move=False)
+    when = cache.recorded_on("https://h/w.whl", sha)
+    assert cache.known(sha) and when is not None and when.endswith("Z")
+    cache.clear()
+    assert not cache.known(sha)
+    assert cache.recorded_on("https://h/w.whl", sha) == when  # the record, and its date, outlive the files
+    assert cache.recorded_on("https://h/w.whl", "0" * 64) is None
+
+
+def test_stop_signals_become_a_cancellation_but_ignored_ones_stay_ignored() -> None:
+    import signal
+
+    from vox1_setup.installer import Terminated, cancel_on_stop_signals
+
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("POSIX signals")  # Windows: SIGBREAK, exercised by the same code path
+    old_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    old_term = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(Terminated) as caught, cancel_on_stop_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN  # `nohup` keeps working
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        assert isinstance(caught.value, KeyboardInterrupt) and caught.value.signame == "SIGTERM"
+        assert signal.getsignal(signal.SIGTERM) == old_term
+    finally:
+        signal.signal(signal.SIGHUP, old_hup)

@@ -3,7 +3,7 @@
 Content-addressed, so a file is trusted exactly as much as its hash. The index remembers where each file came
 from and whether its hash was pinned by a manifest or recorded on first download (trust on first use): a later
 download of the same URL must then produce the same bytes. Recorded hashes (`recorded`: URL → sha256) survive
-`cache clear`; only the files go.
+`cache clear` (with the time they were recorded, `recorded_at`); only the files go.
 """
 
 from __future__ import annotations
@@ -90,8 +90,14 @@ class WheelCache:
         rec = self._read_doc().get("recorded")
         return {str(k): str(v) for k, v in rec.items()} if isinstance(rec, dict) else {}
 
-    def _write(self, entries: dict[str, dict[str, Any]], recorded: dict[str, str]) -> None:
-        atomic_write_json(self.index_path, {"schema": CACHE_SCHEMA, "entries": entries, "recorded": recorded})
+    def _recorded_at(self) -> dict[str, str]:
+        rec = self._read_doc().get("recorded_at")
+        return {str(k): str(v) for k, v in rec.items()} if isinstance(rec, dict) else {}
+
+    def _write(self, entries: dict[str, dict[str, Any]], recorded: dict[str, str],
+               recorded_at: dict[str, str] | None = None) -> None:
+        atomic_write_json(self.index_path, {"schema": CACHE_SCHEMA, "entries": entries, "recorded": recorded,
+                                            "recorded_at": self._recorded_at() if recorded_at is None else recorded_at})
 
     def _entry(self, sha: str, meta: dict[str, Any]) -> CachedWheel | None:
         filename = str(meta.get("filename", ""))
@@ -114,6 +120,20 @@ class WheelCache:
             if (url and meta.get("url") == url) or (not url and meta.get("filename") == filename):
                 return sha
         return None
+
+    def known(self, sha256: str) -> bool:
+        """Is this hash already in the index (a file added earlier, whatever its trust)?"""
+        return sha256.lower() in self._read_index()
+
+    def recorded_on(self, url: str | None, sha256: str) -> str | None:
+        """When this hash was first recorded: for a URL, the day of its first download (kept across
+        `cache clear`); else when the file first entered the cache."""
+        if url and self._recorded().get(url) == sha256.lower():
+            when = self._recorded_at().get(url)
+            if when:
+                return when
+        added = self._read_index().get(sha256.lower(), {}).get("added")
+        return str(added) if added else None
 
     def lookup(self, sha256: str, *, check: bool = True) -> CachedWheel | None:
         """A cached file with this hash; re-hashed by default, so a corrupted entry is dropped, not used."""
@@ -145,10 +165,11 @@ class WheelCache:
             entries[sha] = {"filename": filename, "url": url or old.get("url"),
                             "trust": TRUST_PINNED if TRUST_PINNED in (trust, old.get("trust")) else trust,
                             "added": old.get("added") or utc_now()}
-            recorded = self._recorded()
-            if url and trust == TRUST_FIRST_USE:
-                recorded.setdefault(url, sha)
-            self._write(entries, recorded)
+            recorded, recorded_at = self._recorded(), self._recorded_at()
+            if url and trust == TRUST_FIRST_USE and url not in recorded:
+                recorded[url] = sha
+                recorded_at[url] = utc_now()
+            self._write(entries, recorded, recorded_at)
         found = self._entry(sha, entries[sha])
         assert found is not None
         return found

@@ -155,8 +155,12 @@ def wheelhouse_checksum(wheelhouse: Path, filename: str) -> str | None:
     return text[0].lower() if text else None
 
 
-def fetch_wheel(plan: WheelPlan, paths: Paths, options: InstallOptions, note: Note) -> FetchedWheel:
-    """The wheel file with a checked hash, from the cache, a wheelhouse, a local file or the network."""
+def fetch_wheel(plan: WheelPlan, paths: Paths, options: InstallOptions, note: Note,
+                detail: Note | None = None) -> FetchedWheel:
+    """The wheel file with a checked hash, from the cache, a wheelhouse, a local file or the network.
+
+    `note` gets what the user should always see (the first-use checksum, once: when it is recorded);
+    `detail` what only -v shows (a later match of that recorded checksum)."""
     t0 = time.perf_counter()
     cache = WheelCache(paths)
     kind = source_kind(plan.source, allow_insecure_localhost=options.allow_insecure_localhost)
@@ -167,6 +171,10 @@ def fetch_wheel(plan: WheelPlan, paths: Paths, options: InstallOptions, note: No
         expected = cache.recorded_sha256(url, plan.filename)  # first-use hash: later copies must match it
 
     def done(path: Path, sha: str, origin: str, first_use: bool) -> FetchedWheel:
+        if trust == TRUST_FIRST_USE and not first_use and detail is not None:
+            when = cache.recorded_on(url, sha)
+            detail(f"sha256 {sha[:12]}… matches the checksum recorded on first use"
+                   + (f" on {when[:10]}" if when else ""))
         return FetchedWheel(path, sha, trust, origin, first_use, time.perf_counter() - t0)
 
     if expected:
@@ -192,10 +200,12 @@ def fetch_wheel(plan: WheelPlan, paths: Paths, options: InstallOptions, note: No
         if expected and sha != expected:
             raise DownloadError(f"checksum mismatch for {path}: expected sha256 {expected}, got {sha}",
                                 "the file is not the one that was pinned; nothing was installed")
+        # A local file has no URL to record its hash under: the cache index is its record.
+        first_use = not expected and not cache.known(sha)
         entry = cache.add(path, filename=plan.filename, sha256=sha, url=url, trust=trust, move=False)
-        if not expected:
+        if first_use:
             note(f"{FIRST_USE_MESSAGE}: sha256 {sha} ({plan.filename})")
-        return done(entry.path, sha, origin, not expected)
+        return done(entry.path, sha, origin, first_use)
 
     if options.offline or url is None:
         where = f" or in {options.wheelhouse}" if options.wheelhouse else ""
@@ -372,18 +382,59 @@ def fingerprint_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> lis
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `timeout`, a closed terminal, a service stop) or, on Windows, SIGBREAK (Ctrl-Break, a closed
+    console window): a KeyboardInterrupt, so it takes the very rollback path of Ctrl-C."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+def _stop_signals() -> list[signal.Signals]:
+    """The signals that end a transaction like Ctrl-C does (SIGINT itself already raises KeyboardInterrupt).
+    On Windows the C runtime reports a closed console window (CTRL_CLOSE_EVENT) as SIGBREAK."""
+    names = ("SIGTERM", "SIGBREAK", "SIGHUP")
+    return [sig for sig in (getattr(signal, n, None) for n in names) if isinstance(sig, signal.Signals)]
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def cancel_on_stop_signals() -> Iterator[None]:
+    """For the duration of a transaction, turn SIGTERM/SIGBREAK/SIGHUP into `Terminated`, so a killed run
+    still rolls back instead of leaving an interrupted journal entry (only SIGKILL and power loss do that)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[signal.Signals, Any] = {}
+    for sig in _stop_signals():
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue  # `nohup` and service managers ignore some of them on purpose: keep it that way
+        previous[sig] = signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @contextlib.contextmanager
 def _no_interrupt() -> Iterator[None]:
-    """A second Ctrl-C must not stop a rollback half-way: defer it until the rollback is done."""
+    """A second Ctrl-C (or SIGTERM) must not stop a rollback half-way: defer it until the rollback is done."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pending: list[int] = []
-    old = signal.signal(signal.SIGINT, lambda sig, _frame: pending.append(sig))
+    sigs = [signal.SIGINT, *_stop_signals()]
+    previous = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum)) for sig in sigs}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass(frozen=True)
@@ -546,15 +597,27 @@ def _recover_interrupted(journal: Journal, paths: Paths, python: str, note: Note
     return tuple(done)
 
 
+def _robust(note: Note) -> Note:
+    """A closed terminal makes writing to it fail (EIO): the rollback must go on regardless."""
+    def safe(message: str) -> None:
+        with contextlib.suppress(OSError):
+            note(message)
+
+    return safe
+
+
 def _fail(entry: Entry, exc: BaseException, python: str, paths: Paths, note: Note) -> VoxError:
     """Roll back after a failure and return the error to raise (its message says what was restored)."""
     if isinstance(exc, VoxError):
         error = exc
+    elif isinstance(exc, Terminated):
+        error = AbortedError(f"terminated ({exc.signame})", "run the command again when you are ready")
     elif isinstance(exc, KeyboardInterrupt):
         error = AbortedError("interrupted (Ctrl-C)", "run the command again when you are ready")
     else:
         error = VoxError(f"unexpected error: {type(exc).__name__}: {exc}",
                          "this is a bug in vox1-setup; rerun with --verbose and report it", exit_code=ExitCode.INTERNAL)
+    note = _robust(note)
     note("rolling back…")
     with _no_interrupt():
         try:
@@ -592,13 +655,14 @@ def _step(entry: Entry, name: str, **detail: Any) -> None:
     wait_for_test_pause(name)
 
 
-def install(python: str, plan: WheelPlan, *, paths: Paths, options: InstallOptions, note: Note) -> Outcome:
+def install(python: str, plan: WheelPlan, *, paths: Paths, options: InstallOptions, note: Note,
+            detail: Note | None = None) -> Outcome:
     """Install `plan` into `python` safely. Raises a VoxError (after rolling back) on failure."""
     python = target_id(python)
     journal = Journal(paths)
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    with target_lock(paths, python, wait=options.lock_wait):
+    with cancel_on_stop_signals(), target_lock(paths, python, wait=options.lock_wait):
         wait_for_test_pause("locked")
         recovered = _recover_interrupted(journal, paths, python, note)
         before = read_state(python)
@@ -607,7 +671,7 @@ def install(python: str, plan: WheelPlan, *, paths: Paths, options: InstallOptio
         entry = journal.begin(Action.INSTALL, python, before=before_doc(before), plan=plan.to_dict())
         try:
             _step(entry, "journaled")
-            fetched = fetch_wheel(plan, paths, options, note)
+            fetched = fetch_wheel(plan, paths, options, note, detail)
             timings["fetch"] = fetched.seconds
             entry.update(wheel=fetched.to_dict())
             _step(entry, "downloaded", origin=fetched.origin, sha256=fetched.sha256, trust=fetched.trust)
@@ -650,7 +714,7 @@ def uninstall(python: str, *, paths: Paths, note: Note, lock_wait: float | None 
     python = target_id(python)
     journal = Journal(paths)
     t0 = time.perf_counter()
-    with target_lock(paths, python, wait=lock_wait):
+    with cancel_on_stop_signals(), target_lock(paths, python, wait=lock_wait):
         recovered = _recover_interrupted(journal, paths, python, note)
         before = read_state(python)
         if before.flash_attn is None:
@@ -685,7 +749,7 @@ def rollback(python: str | None, *, to: str | None, paths: Paths, note: Note,
         pending = journal.interrupted(target_id(python) if python else None)
         if pending:
             target = str(pending[0].doc["python"])
-            with target_lock(paths, target, wait=lock_wait):
+            with cancel_on_stop_signals(), target_lock(paths, target, wait=lock_wait):
                 recovered = _recover_interrupted(journal, paths, target, note)
                 state = read_state(target)
             fa = state.flash_attn
@@ -708,7 +772,7 @@ def rollback(python: str | None, *, to: str | None, paths: Paths, note: Note,
     if python is not None and not same_target(target_id(python), target):
         raise BadInputError(f"journal entry {undo.id} changed {target}, not {target_id(python)}",
                             f"drop --python, or pass --python \"{target}\"")
-    with target_lock(paths, target, wait=lock_wait):
+    with cancel_on_stop_signals(), target_lock(paths, target, wait=lock_wait):
         current = read_state(target)
         goal = undo.doc.get("before") or {}
         goal_fa = (goal.get("flash_attn") or {}).get("version")

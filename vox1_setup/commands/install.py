@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -35,6 +35,8 @@ HISTORY_SCHEMA = "vox1-history/1"
 DOWNLOAD_SCHEMA = "vox1-download/1"
 CACHE_SCHEMA = "vox1-cache-list/1"
 CACHE_CLEAR_SCHEMA = "vox1-cache-clear/1"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:  # typing only; keeps the CLI start fast
     from vox1_setup.environment import Environment
@@ -71,6 +73,21 @@ def _note(app: AppContext) -> Callable[[str], None]:
         click.echo(message, err=True)
 
     return note
+
+
+def _detail(app: AppContext) -> Callable[[str], None]:
+    """Notes only -v shows (stderr)."""
+    def detail(message: str) -> None:
+        if app.verbose and not app.quiet:
+            click.echo(message, err=True)
+
+    return detail
+
+
+def _journal_python_option(help_text: str) -> Callable[[F], F]:
+    """`--python` of the journal commands: unlike elsewhere, leaving it out means any target, not this one."""
+    return click.option("--python", "python", envvar="VOX1_PYTHON", default=None, metavar="PATH",
+                        help=f"{help_text} Env: VOX1_PYTHON.")
 
 
 @contextmanager
@@ -281,6 +298,8 @@ def install(*, python: str | None, env_file: Path | None, manifest: str | None, 
             if not (force and wheel):
                 raise
             plan, warnings = forced_plan(wheel, sha256, refusal)
+        if env_file is not None:
+            _check_target_matches(target, env, env_file, plan.filename)  # even with --force: pip would refuse
         for line in warnings:
             warn(line)
         options = _install_options(app, allow_insecure_localhost=allow_insecure_localhost, offline=offline,
@@ -310,8 +329,48 @@ def install(*, python: str | None, env_file: Path | None, manifest: str | None, 
             for line in plan_lines(plan, target, current if show_current else False, cached):
                 click.echo(line)
         _confirm(app, "Proceed?", yes)
-        outcome = run_install(target, plan, paths=app.paths, options=options, note=_note(app))
+        outcome = run_install(target, plan, paths=app.paths, options=options, note=_note(app), detail=_detail(app))
         _render_outcome(app, outcome, INSTALL_SCHEMA, "installed", warnings)
+
+
+def _check_target_matches(target: str, env: Environment, env_file: Path, filename: str) -> None:
+    """--env describes some machine; --python is the interpreter that gets the wheel. Probe the target (no
+    torch: one quick stdlib-only subprocess) and refuse a wheel whose tags it cannot install."""
+    from vox1_setup.probe import probe_interpreter
+
+    facts = probe_interpreter(target, torch=False)
+    problem = target_mismatch(env, (facts.os, facts.machine, facts.python.version), facts.python.tags or (),
+                              filename)
+    if problem is not None:
+        raise BadInputError(f"{filename} cannot be installed into {target}: {problem} (machine file {env_file})",
+                            f"describe this target: `vox1-setup detect --json -o env.json --python \"{target}\"`, "
+                            "or drop --env to detect it here; nothing was changed")
+
+
+def target_mismatch(env: Environment, target: tuple[str, str, str], target_tags: tuple[str, ...] | list[str],
+                    filename: str) -> str | None:
+    """Why the wheel `filename` (chosen for `env`) does not fit a target with these (os, machine, Python
+    version) facts and tags, naming the machine-file facts that disagree; None when it fits."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        wheel_tags = {str(t) for t in parse_wheel_filename(filename)[3]}
+    except InvalidWheelFilename:
+        return None  # not a wheel name: the choice of wheel has already said so
+    if wheel_tags & set(target_tags):
+        return None
+    os_name, machine, version = target
+    differ = []
+    if env.os != os_name:
+        differ.append(f"os {env.os} (the target: {os_name})")
+    if env.machine != machine:
+        differ.append(f"machine {env.machine} (the target: {machine})")
+    if env.python.major_minor != tuple(int(p) for p in version.split(".")[:2]):
+        differ.append(f"Python {env.python.version} (the target: {version})")
+    why = f"the wheel's tags ({', '.join(sorted(wheel_tags))}) are not among the target's"
+    if differ:
+        return f"{why}; the machine file says {', '.join(differ)}"
+    return f"{why} (Python {version} on {os_name}/{machine})"
 
 
 def _in_cache(paths: Paths, sha: str) -> bool:
@@ -374,7 +433,8 @@ def uninstall(python: str | None, yes: bool) -> None:
 
 
 @click.command("rollback")
-@python_option
+@_journal_python_option("Act on this target interpreter only (default: the newest change of ANY target, after "
+                        "repairing an interrupted change of any target).")
 @click.option("--to", "to", default=None, metavar="ENTRY",
               help="Undo this journal entry (see `vox1-setup history`) instead of the last change.")
 @click.option("-y", "--yes", is_flag=True, default=False, help="Do not ask for confirmation.")
@@ -417,7 +477,7 @@ def rollback(python: str | None, to: str | None, yes: bool) -> None:
 
 
 @click.command("history")
-@python_option
+@_journal_python_option("Show only this target interpreter's entries (default: the entries of every target).")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Entries to show.")
 @output_options
 def history(python: str | None, limit: int) -> None:
@@ -451,8 +511,8 @@ def _history(app: AppContext, python: str | None, limit: int) -> None:
         click.echo(f"{r.created}  {r.action:<9} {change:<22} {d['status']:<15} {r.id}")
         if app.verbose:
             click.echo(f"    {r.python}")
-            if r.message:
-                click.echo(f"    {r.message.splitlines()[0]}")
+            for line in (r.message or "").splitlines():  # the whole message: the cause is on the later lines
+                click.echo(f"    {line}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -502,7 +562,7 @@ def download(*, python: str | None, env_file: Path | None, manifest: str | None,
         plan = _plan(entry)
         options = _install_options(app, allow_insecure_localhost=allow_insecure_localhost, offline=False,
                                    wheelhouse=None)
-        fetched = fetch_wheel(plan, app.paths, options, _note(app))
+        fetched = fetch_wheel(plan, app.paths, options, _note(app), _detail(app))
         dest.mkdir(parents=True, exist_ok=True)
         target = dest / plan.filename
         tmp = dest / f".{plan.filename}.tmp"
