@@ -102,12 +102,20 @@ def run_cli_process(args: list[str], timeout: float = 120, **extra: str) -> CliR
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
+# A test run started in the background (nohup, some CI runners) hands its children SIGINT as ignored, and Python
+# then never raises KeyboardInterrupt: the CLI under test gets the disposition a user's terminal gives it.
+_INTERRUPTIBLE_CLI = (
+    "import signal, sys, runpy; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'vox1-setup'; runpy.run_module('vox1_setup', run_name='__main__', alter_sys=True)"
+)
+
+
 class PausedCli:
     """A CLI process stopped at a named step by the test-only hook VOX1_TEST_PAUSE_AT."""
 
     def __init__(self, args: list[str], step: str, **extra: str) -> None:
         self.step = step
-        self.proc = subprocess.Popen([sys.executable, "-m", "vox1_setup", *args], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE_CLI, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True,
                                      env=cli_env(VOX1_TEST_PAUSE_AT=step, **extra))
 
@@ -129,7 +137,12 @@ class PausedCli:
 
     def interrupt(self, timeout: float = 120) -> CliResult:
         self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=timeout)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise
         return CliResult(self.proc.returncode, out, err)
 
     def _close(self) -> None:
