@@ -4,8 +4,8 @@ flash-attn there, with torch imported in the target at most once.
 Built on the public face of `vox1_setup.probe` only: `detect_environment(..., torch=False)` (interpreter,
 tags, packages, NVIDIA, host: no torch, a fraction of a second) runs alongside ONE target process that runs
 the documented probe script (`vox1_setup/probe/target_probe.py`, by path, one `vox1-probe/1` JSON line) and
-then imports flash-attn with torch already loaded. The probe's `torch` object has the `vox1-env/1` shape, so
-`environment_from_dict` validates it.
+then imports flash-attn with torch already loaded. Its `torch` object is read by the probe package's own
+`torch_from_probe`, exactly as detect reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vox1_setup import subproc
-from vox1_setup.environment import Environment, TorchInfo, environment_from_dict
+from vox1_setup.environment import Environment, TorchInfo
 from vox1_setup.paths import Paths
 
 FLASH_IMPORT_TIMEOUT = 120.0
@@ -141,23 +141,6 @@ def exit_text(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-def torch_info(raw: Any) -> TorchInfo | None:
-    """Pure: the probe's `torch` object as a validated TorchInfo (None: torch not installed)."""
-    if not isinstance(raw, dict):
-        return None
-    keys = ("version", "cuda", "hip", "cxx11abi", "cuda_available", "device_count", "devices", "arch_list",
-            "import_error", "location", "warnings")
-    doc = {k: raw.get(k) for k in keys if raw.get(k) is not None}
-    if doc.get("import_error"):
-        doc.pop("version", None)
-    elif not doc.get("version"):
-        doc["import_error"] = "torch imported but reports no __version__"
-    # Devices the probe could not read are left out, as detect does.
-    doc["devices"] = [d for d in doc.get("devices") or () if isinstance(d, dict) and d.get("capability")]
-    return environment_from_dict({"os": "linux", "machine": "x86_64", "python": {"version": "3.0"},
-                                  "torch": doc}).torch
-
-
 def with_torch(base: Environment, torch: TorchInfo | None, source: str, seconds: float | None) -> Environment:
     """Pure: the torch-less Environment completed with what the target said about torch."""
     host = dict(base.host)
@@ -200,7 +183,7 @@ def detect_and_import(python: str | None, *, paths: Paths, timeout: float) -> tu
     Python interpreter."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from vox1_setup.probe import detect_environment
+    from vox1_setup.probe import detect_environment, torch_from_probe
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vox1-target") as pool:
         base_future = pool.submit(detect_environment, python, paths=paths, timeout=timeout, torch=False)
@@ -216,7 +199,7 @@ def detect_and_import(python: str | None, *, paths: Paths, timeout: float) -> tu
     probe = answers.get(PROBE_SCHEMA)
     if probe is None or "fatal" in probe:
         return with_torch(base, _torch_failure(base, result, timeout), "probe (import torch failed)", seconds), None
-    env = with_torch(base, torch_info(probe.get("torch")), "probe (import torch)", seconds)
+    env = with_torch(base, torch_from_probe(probe.get("torch")), "probe (import torch)", seconds)
     if env.flash_attn is None:
         return env, ImportCheck(installed=False)
     flash = answers.get(FLASH_IMPORT_SCHEMA)

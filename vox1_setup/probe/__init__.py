@@ -5,6 +5,6 @@ Entry points: `detect_environment(...) -> Environment` (everything) and `probe_i
 """
 
 from vox1_setup.probe.detect import detect_environment
-from vox1_setup.probe.interpreter import ProbeFacts, probe_interpreter
+from vox1_setup.probe.interpreter import ProbeFacts, probe_interpreter, torch_from_probe
 
-__all__ = ["ProbeFacts", "detect_environment", "probe_interpreter"]
+__all__ = ["ProbeFacts", "detect_environment", "probe_interpreter", "torch_from_probe"]

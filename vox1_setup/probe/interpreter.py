@@ -268,8 +268,9 @@ def interpreter_machine(os_name: str, kernel_machine: str, sysconfig_platform: s
     return machine
 
 
-def _torch_from(raw: Mapping[str, Any] | None) -> TorchInfo | None:
-    if raw is None:
+def torch_from_probe(raw: Any) -> TorchInfo | None:
+    """Pure: the probe's `torch` object as a TorchInfo (None: torch not installed)."""
+    if not isinstance(raw, Mapping):
         return None
     devices = tuple(
         TorchDevice(index=int(d.get("index", i)), name=str(d.get("name") or ""), capability=str(d["capability"]))
@@ -354,5 +355,5 @@ def facts_from_probe(doc: Mapping[str, Any]) -> ProbeFacts:
     if torch_probed:
         sources["torch"] = "probe (import torch)"
     return ProbeFacts(os=os_name, machine=machine, glibc=glibc, python=python,
-                      torch=_torch_from(doc.get("torch")) if torch_probed else None, flash_attn=flash_attn,
+                      torch=torch_from_probe(doc.get("torch")) if torch_probed else None, flash_attn=flash_attn,
                       packages=packages, platform=platform_info, torch_probed=torch_probed, sources=sources)
